@@ -1,0 +1,1 @@
+"""The `shoal` command line: `start` runs a node; the others are Kafka clients."""

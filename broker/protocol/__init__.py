@@ -1,0 +1,1 @@
+"""Sans-io Kafka wire layer: bytes in, frames and kio messages out. No sockets here."""
