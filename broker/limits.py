@@ -96,3 +96,82 @@ remote_prefetch_chunks_default = 2
 remote_prefetch_inflight_max = 8
 # Remote segments one remote read may span before returning what it has.
 remote_read_segments_max = 16
+
+# --- Command line client (broker/cli) ------------------------------------------------
+# Extra wait for an admin answer beyond --timeout before giving up: librdkafka enforces
+# --timeout itself, this only catches a stuck client thread.
+cli_answer_grace_seconds = 5.0
+# Messages `shoal consume` takes from the client per poll (bounds memory per batch and
+# how much is printed between flushes of stdout).
+cli_consume_batch_messages_max = 500
+# Longest single wait of `shoal consume`/`shoal produce`, so Ctrl-C, --timeout-exit and
+# delivery reports are noticed quickly.
+cli_poll_interval_seconds = 0.2
+# Producer linger: a few ms batch stdin lines without delaying a single message noticeably.
+cli_produce_linger_ms = 5
+
+# --- Local log: recovery, reads, deletion (broker/storage) --------------------------------
+# Read size while scanning a segment at recovery (whole batches, CRC checked): large reads,
+# few syscalls; a batch larger than this is read whole.
+recovery_read_chunk_bytes = 1024 * 1024
+# Read size while scanning batch headers for a fetch or a timestamp lookup: covers one
+# index interval of small batches in one pread.
+header_scan_chunk_bytes = 16 * 1024
+# Offsets in one segment stay within a signed 32-bit delta of its base (Kafka's rule; the
+# index stores u32 relative offsets).
+segment_relative_offset_max = 2**31 - 1
+# A segment removed by retention keeps its files this long, so fetches that already hold a
+# FileRegion of it can finish (Kafka's file.delete.delay.ms).
+segment_delete_delay_ms = 60_000
+# Worker threads for fsyncs and index writes, shared by all partitions of a node.
+fsync_threads_max = 4
+# Partitions recovered in parallel at start (each scans its last segment).
+partition_recovery_concurrency_max = 4
+
+# --- Idempotent producers (broker/producer_state.py) -----------------------------------
+# Producer ids are handed out from blocks persisted before use: a restart (even after
+# kill -9) skips the rest of the current block and never hands out an id twice.
+producer_id_block_size = 1000
+# Kafka's producer.id.expiration.ms: a producer idle this long on a partition is forgotten
+# (its next batch is then accepted with any sequence, KIP-360).
+producer_state_expiration_ms = 86_400_000
+# Producers remembered per partition (bounded memory); the least recently active goes first.
+producers_per_partition_max = 10_000
+
+# --- Fetch (broker/handlers/fetch.py, broker/fetch_waiters.py) ---------------------------
+# Long-poll waiters per node; a fetch beyond this is answered at once (clients poll again).
+fetch_waiters_max = 10_000
+# Failed deliveries `shoal produce` prints one by one before only counting them.
+cli_delivery_errors_shown_max = 10
+
+# --- Consumer group coordinator (broker/groups) ------------------------------------------
+# Kafka's GroupCoordinator.NewMemberJoinTimeoutMs: a new member waiting in JoinGroup whose
+# response got lost is dropped after this, so a ghost cannot stall a rebalance forever.
+group_new_member_join_timeout_ms = 300_000
+# How often the coordinator checks session expiry and rebalance deadlines; bounds how late
+# a rebalance completes after its (initial) delay.
+group_tick_interval_ms = 25
+# Partitions of __consumer_offsets (Kafka: offsets.topic.num.partitions, 50 for clusters).
+# Fixed once created: a group's records must always land in the same partition.
+group_log_partitions = 4
+# Largest batch the coordinator writes (one OffsetCommit, one group's metadata with every
+# member's subscription and assignment); larger ones fail with INVALID_COMMIT_OFFSET_SIZE.
+group_log_batch_bytes_max = 16 * 1024 * 1024
+# Bytes read per step while replaying __consumer_offsets at start.
+group_log_replay_read_bytes = 1024 * 1024
+
+# --- Admin HTTP API ------------------------------------------------------------------
+# The admin API only answers GETs; a request body larger than this is refused with 413
+# (bounded memory per admin request).
+admin_request_bytes_max = 64 * 1024
+# Hard deadline of one object-store call (botocore's own timeouts do not cover every wait:
+# a PUT to a frozen endpoint waits forever for "100 Continue"): this much time plus the
+# body size at object_transfer_bytes_per_second_min.
+object_request_deadline_ms = 30_000
+object_transfer_bytes_per_second_min = 1024 * 1024
+# TieredStorage.tick period in the running broker: how soon a sealed segment starts
+# uploading (and the granularity of cloud_storage.upload_interval).
+tiered_tick_interval_ms = 500
+# Fetch long-poll of `shoal consume -e`: reaching the end is noticed when a fetch comes
+# back empty, so this bounds how long -e lingers after the last message.
+cli_end_fetch_wait_ms = 100

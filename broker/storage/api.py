@@ -102,7 +102,7 @@ class PartitionLog(Protocol):
     @property
     def high_watermark(self) -> Offset: ...  # single node: end of durable data (fsynced or, relaxed mode, written)
 
-    async def append(self, batch: bytearray, *, leader_epoch: LeaderEpoch,
+    async def append(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
                      log_append_time_ms: int | None = None) -> AppendResult:
         """Append one validated magic-v2 batch. Patches base_offset and partition
         leader epoch in place (and max timestamp when log_append_time_ms is given, which
@@ -142,6 +142,16 @@ class PartitionLog(Protocol):
     def add_append_listener(self, callback: Callable[[], None]) -> None:
         """callback() runs (on the event loop) whenever the high watermark advances."""
 
+    def remove_append_listener(self, callback: Callable[[], None]) -> None:
+        """Undo add_append_listener (no-op for an unknown callback)."""
+
+    @property
+    def config(self) -> PartitionLogConfig: ...  # the config in force (update_config changes it)
+
+    async def flush(self) -> None:
+        """Make everything written so far durable now (e.g. before answering a duplicate
+        produce whose original may still await its fsync)."""
+
     async def housekeeping(self, now_ms: int) -> None:
         """Roll on segment.ms, apply retention. Called on ticks by the log manager."""
 
@@ -152,3 +162,8 @@ class PartitionLog(Protocol):
 
 class OffsetOutOfRange(Exception):
     pass
+
+
+class KafkaStorageError(Exception):
+    """The log cannot write or fsync (disk full, I/O error): Kafka's KAFKA_STORAGE_ERROR (56).
+    After a failed fsync the partition refuses appends until the broker restarts."""

@@ -1,0 +1,552 @@
+"""DiskPartitionLog: the local log of one partition (implements api.PartitionLog).
+
+A list of segments, oldest first; the last one is active and takes appends. Appends go
+to the file at once and become durable through the group-commit flusher; the high
+watermark is the end of durable data (fsync mode) or of written data (relaxed mode).
+Housekeeping (called on ticks with `now_ms`) rolls old active segments, runs the relaxed
+mode fsync, applies retention and deletes retired segment files after a delay, so a
+reader holding a FileRegion of a retired segment can still finish.
+
+Ownership: every method runs on the event loop that owns this partition; worker threads
+only recover segment files before the log is published and fsync duplicated descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from broker import limits
+from broker.clock import Clock
+from broker.ids import NO_OFFSET, LeaderEpoch, Offset
+from broker.invariant import InvariantViolation, invariant
+from broker.records import (
+    BatchHeader, RecordBatchTooLarge, iter_records, patch_base_offset_and_leader_epoch,
+    validate_batch,
+)
+from broker.storage.api import (
+    AppendResult, BatchHeaderInfo, FileRegion, KafkaStorageError, OffsetOutOfRange,
+    PartitionLogConfig, SegmentInfo,
+)
+from broker.storage.flusher import GroupCommitFlusher, sync_directory
+from broker.storage.probe import LogProbe
+from broker.storage.segment import (
+    INDEX_SUFFIX, TIMEINDEX_SUFFIX, Segment, parse_segment_base_offset,
+)
+
+log = logging.getLogger("shoal.storage")
+
+
+class DiskPartitionLog:
+    def __init__(self, topic: str, partition: int, directory: Path, config: PartitionLogConfig,
+                 clock: Clock, executor: Executor | None = None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.directory = directory
+        self.probe = LogProbe()
+        self._config = config
+        self._clock = clock
+        self._executor = executor
+        self._segments: list[Segment] = []
+        self._log_start_offset = 0
+        self._log_end_offset = 0
+        self._high_watermark = 0
+        self._archived_offset: int = NO_OFFSET
+        self._listeners: list[Callable[[], None]] = []
+        self._retired: list[tuple[int, Segment]] = []  # (delete at ms, segment)
+        self._last_relaxed_flush_ms = clock.now_ms()
+        self._flusher: GroupCommitFlusher | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, topic: str, partition: int, directory: Path, config: PartitionLogConfig,
+                   clock: Clock, executor: Executor | None = None,
+                   start_offset: Offset = Offset(0)) -> "DiskPartitionLog":
+        """Open (recovering) or create the log in `directory`. An empty log starts at
+        start_offset (e.g. a topic restored from the cold tier)."""
+        partition_log = cls(topic, partition, directory, config, clock, executor)
+        recovered = await asyncio.get_running_loop().run_in_executor(
+            executor, recover_segments, directory, start_offset, clock.now_ms())
+        partition_log._install(recovered)
+        return partition_log
+
+    def _install(self, recovered: "RecoveredSegments") -> None:
+        self._segments = recovered.segments
+        self._log_start_offset = self._segments[0].base_offset
+        self._log_end_offset = self._segments[-1].last_offset + 1
+        self._high_watermark = self._log_end_offset
+        self.probe.recovery_cut_bytes = recovered.cut_bytes
+        self._flusher = GroupCommitFlusher(self.directory, self._log_end_offset, self.probe,
+                                           self._executor, self._on_durable)
+        for segment in recovered.resealed:
+            self._flusher.note_sealed(segment)
+        self._flusher.start_flush()
+
+    # -- offsets ------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> Offset:
+        return Offset(self._log_start_offset)
+
+    @property
+    def log_end_offset(self) -> Offset:
+        return Offset(self._log_end_offset)
+
+    @property
+    def high_watermark(self) -> Offset:
+        return Offset(self._high_watermark)
+
+    @property
+    def config(self) -> PartitionLogConfig:
+        return self._config
+
+    # -- append ---------------------------------------------------------------------------
+
+    async def append(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
+                     log_append_time_ms: int | None = None) -> AppendResult:
+        flusher = self._writable_flusher()
+        view = memoryview(batch)
+        invariant(not view.readonly, "append needs a writable batch buffer to patch offsets")
+        header = validate_batch(view)  # the CRC again: the bytes we store are the bytes we checked
+        invariant(header.size == len(view), "append takes exactly one batch", header.size, len(view))
+        if header.size > self._config.max_message_bytes:
+            raise RecordBatchTooLarge(
+                f"record batch of {header.size} bytes exceeds max.message.bytes {self._config.max_message_bytes}")
+        base_offset = self._log_end_offset
+        patch_base_offset_and_leader_epoch(view, base_offset, leader_epoch)
+        header = header._replace(base_offset=base_offset, partition_leader_epoch=leader_epoch)
+        try:
+            segment = self._segment_for(header, leader_epoch)
+            segment.append(view, header)
+        except OSError as error:  # disk full, too many open files, I/O error
+            raise KafkaStorageError(f"cannot append to {self.directory}: {error}") from error
+        self._log_end_offset = header.last_offset + 1
+        flusher.note_written(segment, self._log_end_offset, header.size)
+        self.probe.appended_batches += 1
+        self.probe.appended_bytes += header.size
+        await self._make_durable(flusher, self._log_end_offset)
+        return AppendResult(base_offset=Offset(base_offset), last_offset=Offset(header.last_offset),
+                            log_append_time_ms=-1 if log_append_time_ms is None else log_append_time_ms,
+                            log_start_offset=Offset(self._log_start_offset))
+
+    def _writable_flusher(self) -> GroupCommitFlusher:
+        if self._closed or self._flusher is None:
+            raise KafkaStorageError(f"{self.topic}/{self.partition} is closed")  # retriable for clients
+        if self._flusher.failure is not None:
+            raise self._flusher.failure
+        return self._flusher
+
+    async def _make_durable(self, flusher: GroupCommitFlusher, end_offset: int) -> None:
+        if self._config.flush_fsync:
+            await flusher.wait_durable(end_offset)
+            return
+        self._advance_high_watermark(self._log_end_offset)
+        if flusher.pending_bytes >= limits.flush_pending_bytes_max:
+            flusher.start_flush()
+
+    def _segment_for(self, header: BatchHeader, leader_epoch: int) -> Segment:
+        """The active segment, rolled first when the batch does not fit or the leader epoch
+        changed (each segment holds one epoch, which the archiver records)."""
+        active = self._segments[-1]
+        if not active.is_empty and (active.leader_epoch != leader_epoch or not active.can_hold(
+                header, self._log_end_offset, self._config.segment_bytes)):
+            self._roll_active()
+        return self._segments[-1]
+
+    def _roll_active(self) -> None:
+        """Seal the active segment and open the next one (created first: if that fails the
+        active segment stays open for appends)."""
+        assert self._flusher is not None
+        active = self._segments[-1]
+        next_segment = Segment.create(self.directory, self._log_end_offset, self._clock.now_ms())
+        active.seal()
+        self._flusher.note_sealed(active)
+        self._segments.append(next_segment)
+        self._flusher.note_directory_changed()
+        self._flusher.start_flush()
+        self.probe.segments_rolled += 1
+
+    def roll(self) -> None:
+        if self._closed or self._segments[-1].is_empty:
+            return
+        try:
+            self._roll_active()
+        except OSError as error:
+            raise KafkaStorageError(f"cannot roll {self.directory}: {error}") from error
+
+    # -- durability and listeners -----------------------------------------------------------
+
+    def _on_durable(self, durable_offset: int) -> None:
+        if self._config.flush_fsync:
+            self._advance_high_watermark(min(durable_offset, self._log_end_offset))
+
+    def _advance_high_watermark(self, offset: int) -> None:
+        if offset <= self._high_watermark:
+            return
+        self._high_watermark = offset
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except InvariantViolation:
+                raise
+            except Exception:
+                log.exception("append listener of %s/%d failed", self.topic, self.partition)
+
+    def add_append_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_append_listener(self, callback: Callable[[], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    async def flush(self) -> None:
+        """Make everything written so far durable now."""
+        if self._flusher is not None:
+            await self._flusher.flush()
+
+    # -- read -----------------------------------------------------------------------------------
+
+    def read(self, offset: Offset, max_bytes: int, *, upper_bound: Offset | None = None,
+             min_one_batch: bool = True) -> list[FileRegion]:
+        if offset < self._log_start_offset or offset > self._log_end_offset:
+            raise OffsetOutOfRange(
+                f"offset {offset} outside [{self._log_start_offset}, {self._log_end_offset}] "
+                f"of {self.topic}/{self.partition}")
+        bound = self._high_watermark if upper_bound is None else min(upper_bound, self._log_end_offset)
+        regions: list[FileRegion] = []
+        budget = _ReadBudget(max_bytes, min_one_batch)
+        for segment in self._segments[self._segment_index(offset):]:
+            if offset >= bound or budget.exhausted:
+                break
+            region = self._read_segment(segment, offset, bound, budget)
+            if region is not None:
+                regions.append(region)
+            offset = Offset(segment.last_offset + 1)
+        return regions
+
+    def _read_segment(self, segment: Segment, offset: int, bound: int, budget: "_ReadBudget") -> FileRegion | None:
+        found = segment.batch_range(offset, bound, budget.take)
+        if found is None:
+            return None
+        start, end = found
+        return FileRegion(segment.log_path, start, end - start)
+
+    def _segment_index(self, offset: int) -> int:
+        """Index of the segment holding `offset` (the first one for offsets before it)."""
+        return max(0, bisect.bisect_right(self._segments, offset, key=_base_offset) - 1)
+
+    def iter_batch_headers(self, from_offset: Offset) -> Iterator[BatchHeaderInfo]:
+        from_offset = Offset(max(from_offset, self._log_start_offset))
+        for segment in self._segments[self._segment_index(from_offset):]:
+            for position, header in segment.scan_headers(segment.scan_start(from_offset)):
+                if header.last_offset >= from_offset:
+                    yield _header_info(header, position)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[Offset, int] | None:
+        for segment in self._segments:
+            if segment.max_timestamp_ms < timestamp_ms:
+                continue
+            relative = segment.time_index.last_offset_below(timestamp_ms)
+            start = segment.scan_start(segment.base_offset + relative) if relative is not None else 0
+            for position, header in segment.scan_headers(start):
+                if header.last_offset >= self._high_watermark:
+                    return None
+                if header.max_timestamp >= timestamp_ms:
+                    found = _first_record_at_or_after(segment, position, header, timestamp_ms)
+                    if found is not None:
+                        return found
+        return None
+
+    def max_timestamp(self) -> tuple[Offset, int] | None:
+        best: Segment | None = None
+        for segment in self._segments:
+            if segment.max_timestamp_ms >= 0 and (best is None or segment.max_timestamp_ms > best.max_timestamp_ms):
+                best = segment
+        if best is None:
+            return None
+        for position, header in best.scan_headers(best.scan_start(best.offset_of_max_timestamp)):
+            if header.last_offset >= best.offset_of_max_timestamp:
+                return _record_with_timestamp(best, position, header, best.max_timestamp_ms)
+        raise InvariantViolation(f"batch of the max timestamp not found in {best.log_path}")
+
+    def segments(self) -> list[SegmentInfo]:
+        return [segment.info() for segment in self._segments]
+
+    # -- housekeeping -------------------------------------------------------------------------------
+
+    def set_archived_offset(self, offset: Offset) -> None:
+        self._archived_offset = max(self._archived_offset, offset)
+
+    @property
+    def archived_offset(self) -> Offset:
+        return Offset(self._archived_offset)
+
+    def update_config(self, config: PartitionLogConfig) -> None:
+        self._config = config
+        if not config.flush_fsync:
+            self._advance_high_watermark(self._log_end_offset)
+
+    async def housekeeping(self, now_ms: int) -> None:
+        if self._closed:
+            return
+        self._roll_if_old(now_ms)
+        self._flush_if_due(now_ms)
+        self._apply_retention(now_ms)
+        await self._delete_retired(now_ms)
+
+    def _roll_if_old(self, now_ms: int) -> None:
+        active = self._segments[-1]
+        if not active.is_empty and now_ms - active.created_ms >= self._config.segment_ms:
+            self._roll_active()
+
+    def _flush_if_due(self, now_ms: int) -> None:
+        """Relaxed mode: start an fsync round every flush_interval_ms, without waiting for
+        it (one tick serves every partition; their rounds run in parallel)."""
+        assert self._flusher is not None
+        if self._config.flush_fsync or not self._flusher.has_pending():
+            return
+        if now_ms - self._last_relaxed_flush_ms >= self._config.flush_interval_ms:
+            self._last_relaxed_flush_ms = now_ms
+            self._flusher.start_flush()
+
+    def _retention_limits(self) -> tuple[int, int]:
+        config = self._config
+        if config.remote_storage_enable:
+            return (_tighter(config.local_retention_bytes, config.retention_bytes),
+                    _tighter(config.local_retention_ms, config.retention_ms))
+        return config.retention_bytes, config.retention_ms
+
+    def _apply_retention(self, now_ms: int) -> None:
+        """Retire the oldest sealed segments while time or size retention says so (as Kafka:
+        by size only while the rest still holds at least retention bytes). A remote-enabled
+        log retires only segments wholly at or below the archived offset."""
+        limit_bytes, limit_ms = self._retention_limits()
+        total_bytes = sum(segment.size_bytes for segment in self._segments)
+        while len(self._segments) > 1:
+            oldest = self._segments[0]
+            if self._config.remote_storage_enable and oldest.last_offset > self._archived_offset:
+                break
+            expired = limit_ms >= 0 and now_ms - _newest_time_ms(oldest) > limit_ms
+            oversized = limit_bytes >= 0 and total_bytes - oldest.size_bytes >= limit_bytes
+            if not (expired or oversized):
+                break
+            self._retire(self._segments.pop(0), now_ms)
+            total_bytes -= oldest.size_bytes
+
+    def _retire(self, segment: Segment, now_ms: int) -> None:
+        assert self._flusher is not None
+        invariant(segment.sealed, "only sealed segments are retired", segment.log_path)
+        self._flusher.forget_segment(segment)
+        self._retired.append((now_ms + limits.segment_delete_delay_ms, segment))
+        self._log_start_offset = self._segments[0].base_offset
+        self.probe.segments_deleted += 1
+        log.info("%s/%d: retention removes segment %d..%d; log start offset now %d",
+                 self.topic, self.partition, segment.base_offset, segment.last_offset, self._log_start_offset)
+
+    async def _delete_retired(self, now_ms: int) -> None:
+        due = [segment for delete_at_ms, segment in self._retired if delete_at_ms <= now_ms]
+        if not due:
+            return
+        self._retired = [(at, segment) for at, segment in self._retired if at > now_ms]
+        await self._delete_segment_files(due)
+
+    async def _delete_segment_files(self, segments: list[Segment]) -> None:
+        assert self._flusher is not None
+        if self._flusher.failure is None:
+            await self._flusher.flush()  # no round may still be writing their index files
+        for segment in segments:
+            segment.close()
+        await asyncio.get_running_loop().run_in_executor(self._executor, _delete_files, segments, self.directory)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.flush()
+        except KafkaStorageError:
+            log.exception("%s/%d: closing with unsynced data", self.topic, self.partition)
+        retired = [segment for _, segment in self._retired]
+        self._retired = []
+        if retired:
+            await self._delete_segment_files(retired)
+        for segment in self._segments:
+            segment.close()
+
+
+# ---------------------------------------------------------------------------------------
+# recovery (runs in a worker thread before the log is published)
+
+
+@dataclass
+class RecoveredSegments:
+    segments: list[Segment]
+    resealed: list[Segment] = field(default_factory=list)  # sealed, index files to write
+    cut_bytes: int = 0
+
+
+def recover_segments(directory: Path, start_offset: int, now_ms: int) -> RecoveredSegments:
+    """Open every segment in `directory`: trusted sealed segments from their indexes, the
+    rest by a full scan. A cut in the middle of the log (a torn batch in a segment that is
+    not the last) drops every later segment: nothing after a torn batch was acknowledged."""
+    _ensure_directory(directory)
+    base_offsets = _list_segments(directory)
+    recovered = RecoveredSegments(segments=[])
+    for number, base_offset in enumerate(base_offsets):
+        is_last = number == len(base_offsets) - 1
+        segment = None if is_last else Segment.open_trusted(directory, base_offset, now_ms)
+        cut_bytes = 0
+        if segment is None:
+            segment, cut_bytes = Segment.recover_by_scan(directory, base_offset, now_ms)
+            recovered.cut_bytes += cut_bytes
+            if segment.is_empty and not cut_bytes and not is_last:
+                segment.close()  # an empty file between segments holds nothing: drop it
+                _drop_segments(directory, [base_offset], "it is an empty file between segments")
+                continue
+        previous = recovered.segments[-1] if recovered.segments else None
+        if previous is not None and segment.base_offset != previous.last_offset + 1:
+            segment.close()
+            _drop_segments(directory, base_offsets[number:], "offsets do not follow the previous segment")
+            break
+        recovered.segments.append(segment)
+        if cut_bytes and not is_last:
+            _drop_segments(directory, base_offsets[number + 1:], "an earlier segment was cut")
+            break
+    _finish_recovery(directory, recovered, start_offset, now_ms)
+    return recovered
+
+
+def _finish_recovery(directory: Path, recovered: RecoveredSegments, start_offset: int, now_ms: int) -> None:
+    segments = recovered.segments
+    if not segments:
+        segments.append(Segment.create(directory, start_offset, now_ms))
+    elif segments[-1].sealed:  # the log was cut after a trusted sealed segment
+        segments.append(Segment.create(directory, segments[-1].last_offset + 1, now_ms))
+    for segment in segments[:-1]:
+        if not segment.sealed:
+            segment.seal()
+            recovered.resealed.append(segment)
+    active = segments[-1]
+    for path in (active.index_path, active.timeindex_path):
+        path.unlink(missing_ok=True)  # rewritten when the segment is sealed
+    sync_directory(directory)
+
+
+def _ensure_directory(directory: Path) -> None:
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for parent in (directory.parent, directory.parent.parent):
+        if parent.is_dir():
+            sync_directory(parent)
+
+
+def _list_segments(directory: Path) -> list[int]:
+    base_offsets = []
+    index_files = []
+    for path in directory.iterdir():
+        if path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)  # an index write cut short by a crash
+            continue
+        base_offset = parse_segment_base_offset(path.name)
+        if base_offset is not None:
+            base_offsets.append(base_offset)
+        elif path.name.endswith((INDEX_SUFFIX, TIMEINDEX_SUFFIX)):
+            index_files.append(path)
+    known = {f"{base_offset:020d}" for base_offset in base_offsets}
+    for path in index_files:
+        if path.name.split(".")[0] not in known:
+            path.unlink(missing_ok=True)  # index of a segment deleted before its index
+    return sorted(base_offsets)
+
+
+def _drop_segments(directory: Path, base_offsets: list[int], reason: str) -> None:
+    for base_offset in base_offsets:
+        log.error("%s: dropping segment %d: %s", directory, base_offset, reason)
+        for suffix in (".log", INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            (directory / f"{base_offset:020d}{suffix}").unlink(missing_ok=True)
+
+
+def _delete_files(segments: list[Segment], directory: Path) -> None:
+    for segment in segments:
+        segment.delete_files()
+    sync_directory(directory)
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+
+
+class _ReadBudget:
+    """max_bytes of whole batches; the first batch always fits when min_one_batch."""
+
+    def __init__(self, max_bytes: int, min_one_batch: bool) -> None:
+        self.remaining = max_bytes
+        self.min_one_batch = min_one_batch
+        self.taken_any = False
+        self.exhausted = False
+
+    def take(self, size: int) -> bool:
+        if size <= self.remaining or (self.min_one_batch and not self.taken_any):
+            self.remaining -= size
+            self.taken_any = True
+            return True
+        self.exhausted = True
+        return False
+
+
+def _base_offset(segment: Segment) -> int:
+    return segment.base_offset
+
+
+def _tighter(first_limit: int, second_limit: int) -> int:
+    """The smaller of two limits where -1 (or any negative) means unbounded."""
+    limits_set = [value for value in (first_limit, second_limit) if value >= 0]
+    return min(limits_set) if limits_set else -1
+
+
+def _newest_time_ms(segment: Segment) -> int:
+    """What time retention compares with: the newest record timestamp, or when the segment
+    was created if no record carries a timestamp."""
+    return segment.max_timestamp_ms if segment.max_timestamp_ms >= 0 else segment.created_ms
+
+
+def _header_info(header: BatchHeader, position: int) -> BatchHeaderInfo:
+    return BatchHeaderInfo(
+        base_offset=Offset(header.base_offset),
+        last_offset=Offset(header.last_offset),
+        max_timestamp_ms=header.max_timestamp,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+        record_count=header.record_count,
+        is_transactional=header.is_transactional,
+        is_control=header.is_control,
+        position=position,
+        size=header.size,
+    )
+
+
+def _first_record_at_or_after(segment: Segment, position: int, header: BatchHeader,
+                              timestamp_ms: int) -> tuple[Offset, int] | None:
+    if header.is_log_append_time:
+        return Offset(header.base_offset), header.max_timestamp
+    for record in iter_records(segment.read_batch(position, header.size)):
+        if record.timestamp >= timestamp_ms:
+            return Offset(record.offset), record.timestamp
+    return None
+
+
+def _record_with_timestamp(segment: Segment, position: int, header: BatchHeader,
+                           timestamp_ms: int) -> tuple[Offset, int]:
+    if header.is_log_append_time:
+        return Offset(header.base_offset), header.max_timestamp
+    for record in iter_records(segment.read_batch(position, header.size)):
+        if record.timestamp == timestamp_ms:
+            return Offset(record.offset), record.timestamp
+    return Offset(header.last_offset), header.max_timestamp  # header claims a max no record has
