@@ -1,0 +1,465 @@
+"""GroupCoordinator: the node's classic consumer group coordinator.
+
+Owns the group table, the membership state machine (membership.py), committed offsets,
+and their durability in __consumer_offsets (offsets_log.py): replayed on start (until then
+every group request is answered with COORDINATOR_LOAD_IN_PROGRESS and FindCoordinator
+with COORDINATOR_NOT_AVAILABLE), appended to on every commit and group change.
+
+Ordering rule: every in-memory change that is also written to the log is applied only
+after its append returned, and only if its record is newer (higher log offset) than what
+memory already holds for that key, so memory always equals a replay of the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from kio.schema.errors import ErrorCode
+
+from broker import limits
+from broker.clock import Clock
+from broker.groups import codec
+from broker.groups.group import (
+    CONSUMER_PROTOCOL_TYPE, CommittedOffset, Group, GroupState, Member, MemberSnapshot)
+from broker.groups.membership import UNKNOWN_MEMBER_ID, Membership, MembershipSettings, StoreCallback
+from broker.groups.offsets_log import LogRecord, OffsetsLog
+from broker.invariant import InvariantViolation
+from broker.records import RecordBatchTooLarge
+
+log = logging.getLogger("shoal.groups")
+
+TopicPartition = tuple[str, int]
+TopicExists = Callable[[str, int], bool]
+
+
+@dataclass(frozen=True)
+class OffsetCommitEntry:
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+
+
+@dataclass(frozen=True)
+class OffsetCommitRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
+    entries: tuple[OffsetCommitEntry, ...]
+
+
+@dataclass(frozen=True)
+class FetchedOffset:
+    topic: str
+    partition: int
+    offset: int  # -1: nothing committed
+    leader_epoch: int
+    metadata: str
+    error: ErrorCode = ErrorCode.none
+
+
+@dataclass(frozen=True)
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    error: ErrorCode
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol_name: str
+    members: tuple[MemberSnapshot, ...]
+
+
+class GroupCoordinator:
+    def __init__(self, clock: Clock, settings: MembershipSettings = MembershipSettings(),
+                 topic_exists: TopicExists = lambda topic, partition: True) -> None:
+        self.clock = clock
+        self.groups: dict[str, Group] = {}
+        self.membership = Membership(self.groups, clock, settings, self._store_group)
+        self.topic_exists = topic_exists
+        self.offsets_log: OffsetsLog | None = None
+        self.loaded = False
+        self._tasks: set[asyncio.Task] = set()
+        self._tick_task: asyncio.Task | None = None
+
+    # =====================================================================================
+    # lifecycle
+
+    async def load(self, offsets_log: OffsetsLog) -> None:
+        """Replay __consumer_offsets into memory; the coordinator serves afterwards."""
+        self.offsets_log = offsets_log
+        unreadable: list[int] = []
+        count = await offsets_log.replay(lambda key, value, offset: self._replay_record(key, value, offset, unreadable))
+        if unreadable:
+            log.error("skipped %d unreadable record(s) in __consumer_offsets (first at log offset %d)",
+                      len(unreadable), unreadable[0])
+        now = self.clock.monotonic_ms()
+        for group in list(self.groups.values()):
+            for member in group.members.values():
+                member.last_heartbeat_ms = now  # loaded members get one session to reappear
+            if not group.members and not group.offsets and group.protocol_type is None:
+                del self.groups[group.group_id]
+        self.loaded = True
+        log.info("loaded %d group(s) from %d record(s) of __consumer_offsets", len(self.groups), count)
+
+    def start_ticking(self, on_fatal: Callable[[], None] = lambda: None) -> None:
+        """Tick every limits.group_tick_interval_ms; a broken invariant logs, calls
+        `on_fatal` (the Broker stops the node) and ends the ticks."""
+        self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop(on_fatal), name="group-coordinator-tick")
+
+    async def _tick_loop(self, on_fatal: Callable[[], None]) -> None:
+        while True:
+            await self.clock.sleep_ms(limits.group_tick_interval_ms)
+            try:
+                self.tick()
+            except InvariantViolation:
+                log.critical("invariant violated in the group coordinator; stopping the node", exc_info=True)
+                on_fatal()
+                return
+            except Exception:
+                log.exception("group coordinator tick failed")
+
+    def tick(self) -> None:
+        if self.loaded:
+            self.membership.tick()
+            self._forget_unused_groups()
+
+    def _forget_unused_groups(self) -> None:
+        """Drop groups that hold nothing and were never written to the log (created by a
+        join that failed, or by KIP-394 member ids that never came back)."""
+        for group in list(self.groups.values()):
+            if (group.is_state(GroupState.EMPTY) and group.generation_id == 0 and not group.members
+                    and not group.pending_members and not group.offsets and not group.has_pending_commits()):
+                del self.groups[group.group_id]
+
+    async def close(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            await asyncio.gather(self._tick_task, return_exceptions=True)
+        self.membership.fail_waiting_requests(ErrorCode.not_coordinator)
+        await self.drain()
+        self.loaded = False
+
+    async def drain(self) -> None:
+        """Wait for the background appends (group metadata stores) in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # =====================================================================================
+    # the log
+
+    async def _append(self, group_id: str, records: Sequence[LogRecord],
+                      too_large: ErrorCode = ErrorCode.unknown_server_error) -> tuple[ErrorCode, int]:
+        """(error, log offset of the first record)."""
+        if self.offsets_log is None:
+            return ErrorCode.coordinator_not_available, -1
+        try:
+            return ErrorCode.none, await self.offsets_log.append(group_id, records)
+        except InvariantViolation:
+            raise
+        except RecordBatchTooLarge:
+            return too_large, -1
+        except Exception:
+            log.exception("appending to __consumer_offsets for group %s failed", group_id)
+            return ErrorCode.coordinator_not_available, -1
+
+    def _store_group(self, group: Group, assignments: dict[str, bytes], on_stored: StoreCallback | None) -> None:
+        """Membership's persistence hook: write the group's metadata (with `assignments`)."""
+        record = LogRecord(codec.encode_group_key(codec.GroupKey(group.group_id)),
+                           codec.encode_group_value(self._group_value(group, assignments)))
+
+        async def store() -> None:
+            error, _ = await self._append(group.group_id, [record])
+            if on_stored is not None:
+                on_stored(error)
+
+        self._spawn(store())
+
+    def _group_value(self, group: Group, assignments: dict[str, bytes]) -> codec.GroupValue:
+        members = tuple(
+            codec.StoredMember(
+                member_id=member.member_id, group_instance_id=member.group_instance_id,
+                client_id=member.client_id, client_host=member.client_host,
+                rebalance_timeout_ms=member.rebalance_timeout_ms,
+                session_timeout_ms=member.session_timeout_ms,
+                subscription=member.metadata_for(group.protocol_name),
+                assignment=assignments.get(member.member_id, b""))
+            for member in group.members.values())
+        return codec.GroupValue(group.protocol_type or "", group.generation_id, group.protocol_name,
+                                group.leader_id, self.clock.now_ms(), members)
+
+    def _replay_record(self, key_bytes: bytes, value: bytes | None, log_offset: int,
+                       unreadable: list[int]) -> None:
+        """Replay one record; one that does not decode (written by something else than a
+        coordinator, e.g. a client producing to the topic) is skipped, not fatal."""
+        try:
+            self._apply_log_record(key_bytes, value, log_offset)
+        except (codec.GroupRecordError, UnicodeDecodeError):
+            unreadable.append(log_offset)
+
+    def _apply_log_record(self, key_bytes: bytes, value: bytes | None, log_offset: int) -> None:
+        key = codec.decode_key(key_bytes)
+        if isinstance(key, codec.OffsetKey):
+            group = self._group_for_write(key.group_id)
+            committed = None
+            if value is not None:
+                stored = codec.decode_offset_value(value)
+                committed = CommittedOffset(stored.offset, stored.leader_epoch, stored.metadata,
+                                            stored.commit_timestamp_ms, log_offset)
+            self._apply_offset(group, (key.topic, key.partition), committed, log_offset)
+        elif value is None:
+            self.groups.pop(key.group_id, None)
+        else:
+            self._restore_group(key.group_id, codec.decode_group_value(value))
+
+    def _restore_group(self, group_id: str, value: codec.GroupValue) -> None:
+        group = self._group_for_write(group_id)
+        group.members.clear()
+        group.static_members.clear()
+        group.protocol_type = value.protocol_type or None
+        group.generation_id = value.generation_id
+        group.protocol_name = value.protocol_name
+        group.leader_id = value.leader_id
+        group.state_timestamp_ms = value.state_timestamp_ms
+        for stored in value.members:
+            group.add_member(Member(
+                member_id=stored.member_id, group_instance_id=stored.group_instance_id,
+                client_id=stored.client_id, client_host=stored.client_host,
+                session_timeout_ms=stored.session_timeout_ms,
+                rebalance_timeout_ms=stored.rebalance_timeout_ms,
+                protocol_type=value.protocol_type,
+                protocols=((value.protocol_name or "", stored.subscription),),
+                assignment=stored.assignment))
+        group.leader_id = value.leader_id if value.leader_id in group.members else next(iter(group.members), None)
+        group.state = GroupState.STABLE if group.members else GroupState.EMPTY
+
+    def _group_for_write(self, group_id: str) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group(group_id)
+        return group
+
+    @staticmethod
+    def _apply_offset(group: Group, partition: TopicPartition, committed: CommittedOffset | None,
+                      log_offset: int) -> None:
+        """Apply one offset record (None: tombstone) unless memory holds a newer one."""
+        existing = group.offsets.get(partition)
+        if existing is not None and existing.log_offset > log_offset:
+            return
+        if group.offset_tombstones.get(partition, -1) > log_offset:
+            return
+        if committed is None:
+            group.offsets.pop(partition, None)
+            if group.pending_commits[partition] > 0:
+                group.offset_tombstones[partition] = log_offset  # older in-flight commits must not resurrect it
+        else:
+            group.offsets[partition] = committed
+        if group.pending_commits[partition] <= 0:
+            group.pending_commits.pop(partition, None)
+            group.offset_tombstones.pop(partition, None)
+
+    # =====================================================================================
+    # OffsetCommit
+
+    async def commit_offsets(self, request: OffsetCommitRequest) -> dict[TopicPartition, ErrorCode]:
+        error = self._commit_precondition_error(request)
+        if error is not None:
+            return {(entry.topic, entry.partition): error for entry in request.entries}
+        group = self.groups[request.group_id]
+        if request.member_id != UNKNOWN_MEMBER_ID:
+            self.membership.touch(group, request.member_id)
+        errors, accepted = self._check_commit_entries(request.entries)
+        if accepted:
+            append_error = await self._write_commits(group, accepted)
+            for entry in accepted:
+                errors[(entry.topic, entry.partition)] = append_error
+        return errors
+
+    def _commit_precondition_error(self, request: OffsetCommitRequest) -> ErrorCode | None:
+        if not self.loaded:
+            return ErrorCode.coordinator_load_in_progress
+        group = self.groups.get(request.group_id)
+        if group is None:
+            if request.generation_id >= 0:
+                return ErrorCode.illegal_generation  # Kafka's answer before OffsetCommit v9
+            # a "simple" group: the client only uses Kafka to store its offsets
+            self.groups[request.group_id] = Group(request.group_id)
+            return None
+        if group.is_state(GroupState.DEAD):
+            return ErrorCode.coordinator_not_available
+        if (request.generation_id >= 0 or request.member_id != UNKNOWN_MEMBER_ID
+                or request.group_instance_id is not None):
+            return self._member_commit_error(group, request)
+        if not group.is_state(GroupState.EMPTY):
+            return ErrorCode.unknown_member_id  # only members commit to an active group
+        return None
+
+    @staticmethod
+    def _member_commit_error(group: Group, request: OffsetCommitRequest) -> ErrorCode | None:
+        if group.is_static_member_fenced(request.group_instance_id, request.member_id):
+            return ErrorCode.fenced_instance_id
+        if not group.has_member(request.member_id):
+            return ErrorCode.unknown_member_id
+        if request.generation_id != group.generation_id:
+            return ErrorCode.illegal_generation
+        if group.is_state(GroupState.COMPLETING_REBALANCE):
+            # the member has the new generation but not yet its assignment
+            return ErrorCode.rebalance_in_progress
+        return None
+
+    def _check_commit_entries(self, entries: Sequence[OffsetCommitEntry]) -> tuple[dict[TopicPartition, ErrorCode], list[OffsetCommitEntry]]:
+        errors: dict[TopicPartition, ErrorCode] = {}
+        accepted: list[OffsetCommitEntry] = []
+        for entry in entries:
+            if not self.topic_exists(entry.topic, entry.partition):
+                errors[(entry.topic, entry.partition)] = ErrorCode.unknown_topic_or_partition
+            elif entry.metadata is not None and len(entry.metadata) > limits.offset_metadata_chars_max:
+                errors[(entry.topic, entry.partition)] = ErrorCode.offset_metadata_too_large
+            else:
+                accepted.append(entry)
+        return errors, accepted
+
+    async def _write_commits(self, group: Group, entries: list[OffsetCommitEntry]) -> ErrorCode:
+        now = self.clock.now_ms()
+        values = [codec.OffsetValue(entry.offset, entry.leader_epoch, entry.metadata or "", now) for entry in entries]
+        records = [LogRecord(codec.encode_offset_key(codec.OffsetKey(group.group_id, entry.topic, entry.partition)),
+                             codec.encode_offset_value(value)) for entry, value in zip(entries, values)]
+        partitions = [(entry.topic, entry.partition) for entry in entries]
+        group.pending_commits.update(partitions)
+        try:
+            error, base_offset = await self._append(group.group_id, records, ErrorCode.invalid_commit_offset_size)
+        finally:
+            group.pending_commits.subtract(partitions)
+        for index, (partition, value) in enumerate(zip(partitions, values)):
+            if error == ErrorCode.none and not group.is_state(GroupState.DEAD):
+                committed = CommittedOffset(value.offset, value.leader_epoch, value.metadata,
+                                            value.commit_timestamp_ms, base_offset + index)
+                self._apply_offset(group, partition, committed, base_offset + index)
+            elif group.pending_commits[partition] <= 0:
+                group.pending_commits.pop(partition, None)
+                group.offset_tombstones.pop(partition, None)
+        return error
+
+    # =====================================================================================
+    # OffsetFetch
+
+    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
+                      require_stable: bool = False) -> tuple[ErrorCode, list[FetchedOffset]]:
+        """(group error, offsets). `partitions` None means every committed partition.
+        require_stable is honoured trivially: only transactional commits are ever
+        unstable in Kafka, and Shoal has no transactions yet."""
+        if not self.loaded:
+            return ErrorCode.coordinator_load_in_progress, []
+        group = self.groups.get(group_id)
+        offsets = group.offsets if group is not None and not group.is_state(GroupState.DEAD) else {}
+        wanted = sorted(offsets) if partitions is None else list(partitions)
+        return ErrorCode.none, [self._fetched(partition, offsets.get(partition)) for partition in wanted]
+
+    @staticmethod
+    def _fetched(partition: TopicPartition, committed: CommittedOffset | None) -> FetchedOffset:
+        topic, index = partition
+        if committed is None:
+            return FetchedOffset(topic, index, -1, -1, "")
+        return FetchedOffset(topic, index, committed.offset, committed.leader_epoch, committed.metadata)
+
+    # =====================================================================================
+    # ListGroups, DescribeGroups
+
+    def list_groups(self, states_filter: Sequence[str] = ()) -> tuple[ErrorCode, list[GroupListing]]:
+        wanted = {state.lower() for state in states_filter}
+        listings = [GroupListing(group.group_id, group.protocol_type or "", group.state.value)
+                    for group in self.groups.values()
+                    if not wanted or group.state.value.lower() in wanted]
+        error = ErrorCode.none if self.loaded else ErrorCode.coordinator_load_in_progress
+        return error, sorted(listings, key=lambda listing: listing.group_id)
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        if not self.loaded:
+            return GroupDescription(ErrorCode.coordinator_load_in_progress, group_id, "", "", "", ())
+        group = self.groups.get(group_id)
+        if group is None:
+            return GroupDescription(ErrorCode.none, group_id, GroupState.DEAD.value, "", "", ())
+        stable = group.is_state(GroupState.STABLE)
+        members = (group.member_snapshots(with_assignment=True) if stable
+                   else tuple(MemberSnapshot(m.member_id, m.group_instance_id, b"", m.client_id, m.client_host)
+                              for m in group.members.values()))
+        return GroupDescription(ErrorCode.none, group_id, group.state.value, group.protocol_type or "",
+                                (group.protocol_name or "") if stable else "", members)
+
+    # =====================================================================================
+    # DeleteGroups, OffsetDelete
+
+    async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, ErrorCode]:
+        results: dict[str, ErrorCode] = {}
+        for group_id in group_ids:
+            results[group_id] = await self._delete_group(group_id)
+        return results
+
+    async def _delete_group(self, group_id: str) -> ErrorCode:
+        if not self.loaded:
+            return ErrorCode.coordinator_load_in_progress
+        group = self.groups.get(group_id)
+        if group is None or group.is_state(GroupState.DEAD):
+            return ErrorCode.group_id_not_found
+        if not group.is_state(GroupState.EMPTY) or group.has_pending_commits():
+            return ErrorCode.non_empty_group
+        partitions = sorted(group.offsets)
+        records = [LogRecord(codec.encode_offset_key(codec.OffsetKey(group_id, topic, partition)), None)
+                   for topic, partition in partitions]
+        records.append(LogRecord(codec.encode_group_key(codec.GroupKey(group_id)), None))
+        # Dead first, synchronously: commits racing with the delete now fail instead of
+        # landing in the log before our tombstones and surviving in memory.
+        group.state = GroupState.DEAD
+        del self.groups[group_id]
+        error, _ = await self._append(group_id, records)
+        if error != ErrorCode.none:
+            log.error("group %s removed from memory but its tombstones were not written: %s", group_id, error.name)
+        return error
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
+        if not self.loaded:
+            return ErrorCode.coordinator_load_in_progress, {}
+        group = self.groups.get(group_id)
+        if group is None or group.is_state(GroupState.DEAD):
+            return ErrorCode.group_id_not_found, {}
+        if not group.is_state(GroupState.EMPTY) and group.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return ErrorCode.non_empty_group, {}
+        errors: dict[TopicPartition, ErrorCode] = {}
+        deletable: list[TopicPartition] = []
+        for partition in partitions:
+            if not self.topic_exists(*partition):
+                errors[partition] = ErrorCode.unknown_topic_or_partition
+            elif not group.is_state(GroupState.EMPTY) and group.is_subscribed_to(partition[0]):
+                errors[partition] = ErrorCode.group_subscribed_to_topic
+            else:
+                errors[partition] = ErrorCode.none
+                deletable.append(partition)
+        to_delete = [partition for partition in deletable if partition in group.offsets]
+        if to_delete:
+            error = await self._write_offset_tombstones(group, to_delete)
+            if error != ErrorCode.none:
+                return error, {}
+        return ErrorCode.none, errors
+
+    async def _write_offset_tombstones(self, group: Group, partitions: list[TopicPartition]) -> ErrorCode:
+        records = [LogRecord(codec.encode_offset_key(codec.OffsetKey(group.group_id, topic, partition)), None)
+                   for topic, partition in partitions]
+        error, base_offset = await self._append(group.group_id, records)
+        if error == ErrorCode.none:
+            for index, partition in enumerate(partitions):
+                self._apply_offset(group, partition, None, base_offset + index)
+        return error
