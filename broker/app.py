@@ -1,20 +1,35 @@
-"""The Broker: wires config, topic table, local log, groups, tiered storage, the Kafka
-listener and the admin HTTP API together, and runs background ticks."""
+"""The Broker: wires config, topic table, local log, producer state, groups, tiered
+storage, the Kafka listener and the admin HTTP API together, and runs background ticks.
+
+Lifecycle of partition logs: the topic table says which partitions exist; the Broker
+serves a partition once its log is open (`partition_log` / `open_partition_log`). Topic
+changes (create, delete, add partitions) update the table at once and queue the file work
+(open, close, remove) on one ordered lifecycle chain, so a delete and a re-create of the
+same name can never interleave on disk."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
-from typing import Any
+import uuid
+from typing import Any, Awaitable, Callable
 
+from broker import limits
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import NodeConfig
+from broker.fetch_waiters import FetchWaiters
 from broker.ids import NodeId
+from broker.invariant import InvariantViolation
 from broker.metrics import BrokerProbe
+from broker.producer_state import ProducerStateManager, write_durably
 from broker.server import KafkaServer
 from broker.topic_table import Topic, TopicTable
+from tiered.wiring import attach_tiered_storage, detach_tiered_storage, initial_offset_for
 
 log = logging.getLogger("shoal.broker")
+
+PartitionKey = tuple[str, int]
 
 
 class Broker:
@@ -23,25 +38,47 @@ class Broker:
         self.clock = clock
         self.node_id = NodeId(config.node_id)
         self.probe = BrokerProbe()
+        self.cluster_id: str | None = None  # persisted in <data_dir>/controller/cluster_id
         self.topics: TopicTable | None = None
         self.logs: Any = None  # broker.storage.log_manager.LogManager
         self.groups: Any = None  # broker.groups coordinator
-        self.producers: Any = None  # idempotent producer state
+        self.producers: ProducerStateManager | None = None  # idempotent producer state
+        self.fetch_waiters = FetchWaiters()
         self.tiered: Any = None  # tiered.service.TieredStorage
+        # --- SHADOW INDEXING SEAM: a shadow_indexing.RemoteReader serving reads below the
+        # local log start (set by the tiered-storage wiring; None = local reads only). ---
+        self.remote_reader: Any = None
         self.kafka_server = KafkaServer(self)
         self.kafka_port: int | None = None
         self.admin_port: int | None = None
+        self.admin_http: Any = None  # broker.admin_http.AdminHttpServer (admin helper's wiring)
         self.ready = False
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task] = []
+        self._serving: dict[PartitionKey, Any] = {}  # open logs of existing partitions
+        self._listeners: dict[PartitionKey, Callable[[], None]] = {}
+        self._pending_opens: dict[PartitionKey, asyncio.Task] = {}
+        self._lifecycle_tail: asyncio.Task | None = None
 
     async def start(self) -> None:
+        from broker.storage.log_manager import LogManager
+
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._start_admin_http()
+        self.cluster_id = load_or_create_cluster_id(self.config.data_dir)
         self.topics = TopicTable(self.config.data_dir, self.node_id)
+        self.producers = ProducerStateManager(self.config.data_dir)
+        self.logs = LogManager(self.config.data_dir, self.clock, self._log_config_for)
+        await self.logs.start()
+        await attach_tiered_storage(self)  # tiered/wiring.py: broker.tiered, remote_reader, ticks
+        await self._serve_recovered_logs()
+        self._background.append(asyncio.get_running_loop().create_task(self._housekeeping_loop()))
+        await self._start_group_coordinator()
         listen = self.config.kafka_listen
         self.kafka_port = await self.kafka_server.start(listen.host, listen.port)
         self.ready = True
-        log.info("node %d serving Kafka on %s:%d", self.node_id, listen.host, self.kafka_port)
+        log.info("node %d (cluster %s) serving Kafka on %s:%d with %d partitions", self.node_id,
+                 self.cluster_id, listen.host, self.kafka_port, len(self._serving))
 
     # -- topic lifecycle: the one place topics are created, changed and deleted -----------
     # (handlers for Metadata auto-create, CreateTopics, DeleteTopics, CreatePartitions,
@@ -49,10 +86,11 @@ class Broker:
 
     def create_topic(self, name: str, partitions: int, replication_factor: int,
                      configs: dict[str, str], validate_only: bool = False) -> "Topic":
-        """Validate, persist in the topic table, create each partition's log.
+        """Validate, persist in the topic table, open each partition's log (queued; await
+        `topic_logs_ready(name)` to wait for it, produce/fetch wait on their own).
         Raises TopicError or InvalidTopicConfig (both carry a client-facing message)."""
         from broker.topic_config import validate_topic_configs
-        from broker.topic_table import Topic, TopicError, check_topic_name
+        from broker.topic_table import TopicError, check_topic_name
 
         check_topic_name(name)
         if partitions == -1:
@@ -69,15 +107,26 @@ class Broker:
         if name in self.topics:
             raise TopicError("topic_already_exists", f"topic {name!r} already exists")
         if validate_only:
-            return Topic(name, __import__("uuid").uuid4(), partitions, replication_factor, canonical, [0] * partitions)
+            if not 1 <= partitions <= limits.partitions_per_topic_max:
+                raise TopicError("invalid_partitions",
+                                 f"partitions must be 1..{limits.partitions_per_topic_max}, got {partitions}")
+            return Topic(name, uuid.uuid4(), partitions, replication_factor, canonical, [0] * partitions)
         topic = self.topics.create(name, partitions, replication_factor, canonical)
         self._open_partition_logs(topic, range(topic.partitions))
         return topic
 
     def delete_topic(self, name: str) -> None:
         topic = self.topics.delete(name)
+        for partition in range(topic.partitions):
+            self._stop_serving((topic.name, partition))
+        if self.producers is not None:
+            self.producers.forget_topic(topic.name)
+        self.fetch_waiters.notify_all()  # waiting fetches answer UNKNOWN_TOPIC_OR_PARTITION
+        if self.tiered is not None:
+            self.tiered.delete_topic(topic.name, topic.partitions)  # its bucket data too, as Kafka
         if self.logs is not None:
-            self.logs.delete_topic(topic.name)
+            for partition in range(topic.partitions):
+                self._queue_lifecycle(lambda partition=partition: self.logs.delete(topic.name, partition))
 
     def add_partitions(self, name: str, new_total: int, validate_only: bool = False) -> None:
         from broker.topic_table import TopicError
@@ -115,22 +164,132 @@ class Broker:
                     partition_log.update_config(log_config)
 
     def partition_log(self, topic: str, partition: int):
-        """The PartitionLog of topic/partition on this node, or None."""
-        if self.logs is None:
-            return None
-        return self.logs.get(topic, partition)
+        """The open PartitionLog of topic/partition on this node, or None (no such
+        partition, or its log is still opening: see open_partition_log)."""
+        return self._serving.get((topic, partition))
+
+    async def open_partition_log(self, topic: str, partition: int):
+        """The PartitionLog of an existing partition, waiting for it to open if it was
+        just created; None when the topic table has no such partition."""
+        key = (topic, partition)
+        partition_log = self._serving.get(key)
+        if partition_log is not None:
+            return partition_log
+        pending = self._pending_opens.get(key)
+        if pending is not None:
+            await asyncio.gather(asyncio.shield(pending), return_exceptions=True)  # failures are logged
+        return self._serving.get(key)
+
+    async def topic_logs_ready(self, name: str) -> None:
+        """Wait until every partition log of topic `name` queued so far is open."""
+        pending = [task for (topic, _), task in self._pending_opens.items() if topic == name]
+        if pending:
+            await asyncio.gather(*(asyncio.shield(task) for task in pending), return_exceptions=True)
 
     def cluster_size(self) -> int:
         return 1  # single node until clustering lands
 
-    def _open_partition_logs(self, topic: "Topic", partitions: range) -> None:
+    # -- partition logs ---------------------------------------------------------------------
+
+    def _log_config_for(self, topic: str, partition: int):
         from broker.topic_config import partition_log_config
 
+        entry = self.topics.get(topic) if self.topics is not None else None
+        return partition_log_config(self.config, topic, entry.configs if entry is not None else {})
+
+    def _open_partition_logs(self, topic: "Topic", partitions: range) -> None:
         if self.logs is None:
             return
-        log_config = partition_log_config(self.config, topic.name, topic.configs)
+        topic_id = topic.topic_id
         for partition in partitions:
-            self.logs.create(topic.name, partition, log_config)
+            key = (topic.name, partition)
+
+            async def open_one(key: PartitionKey = key) -> None:
+                current = self.topics.get(key[0])
+                if current is None or current.topic_id != topic_id:
+                    return  # deleted (or re-created) before its turn came
+                partition_log = await self.logs.create(key[0], key[1], self._log_config_for(*key),
+                                                       start_offset=await initial_offset_for(self, *key))
+                self._start_serving(key, partition_log)
+
+            task = self._queue_lifecycle(open_one)
+            self._pending_opens[key] = task
+            task.add_done_callback(lambda done, key=key: self._forget_pending_open(key, done))
+
+    def _forget_pending_open(self, key: PartitionKey, task: asyncio.Task) -> None:
+        if self._pending_opens.get(key) is task:
+            del self._pending_opens[key]
+
+    def _queue_lifecycle(self, work: Callable[[], Awaitable[None]]) -> asyncio.Task:
+        """Run `work` after every lifecycle step queued before it (file operations on
+        partitions happen in the order the topic changes happened)."""
+        previous = self._lifecycle_tail
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await work()
+            except InvariantViolation:
+                raise
+            except Exception:
+                log.exception("partition log lifecycle step failed")
+                raise
+
+        task = asyncio.get_running_loop().create_task(run())
+        task.add_done_callback(_retrieve_exception)  # logged in run(); no "never retrieved" noise
+        self._lifecycle_tail = task
+        return task
+
+    def _start_serving(self, key: PartitionKey, partition_log: Any) -> None:
+        topic, partition = key
+        if self.producers is not None:
+            self.producers.rebuild(topic, partition, partition_log.iter_batch_headers(partition_log.log_start_offset),
+                                   self.clock.now_ms())
+        listener = lambda: self.fetch_waiters.notify(topic, partition)  # noqa: E731
+        partition_log.add_append_listener(listener)
+        self._listeners[key] = listener
+        self._serving[key] = partition_log
+        self.probe.partitions.set(len(self._serving))
+
+    def _stop_serving(self, key: PartitionKey) -> None:
+        partition_log = self._serving.pop(key, None)
+        listener = self._listeners.pop(key, None)
+        if partition_log is not None and listener is not None and hasattr(partition_log, "remove_append_listener"):
+            partition_log.remove_append_listener(listener)
+        self.probe.partitions.set(len(self._serving))
+
+    async def _serve_recovered_logs(self) -> None:
+        """After LogManager.start(): serve every partition of the topic table (creating
+        logs that are missing) and remove logs of topics no longer in the table (a delete
+        interrupted by a crash)."""
+        wanted = {(topic.name, partition) for topic in self.topics.topics() for partition in range(topic.partitions)}
+        for partition_log in list(self.logs):
+            key = (partition_log.topic, partition_log.partition)
+            if key not in wanted:
+                log.warning("removing the log of %s/%d: not in the topic table", *key)
+                await self.logs.delete(*key)
+        for key in sorted(wanted):
+            partition_log = await self.logs.create(key[0], key[1], self._log_config_for(*key),
+                                                   start_offset=await initial_offset_for(self, *key))
+            self._start_serving(key, partition_log)
+
+    # -- background ---------------------------------------------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        """Roll, retention, relaxed-mode fsync and producer expiry on a fixed tick."""
+        while True:
+            await self.clock.sleep_ms(limits.housekeeping_interval_ms)
+            now_ms = self.clock.now_ms()
+            try:
+                await self.logs.tick(now_ms)
+                self.producers.expire(now_ms)
+            except InvariantViolation:
+                log.critical("invariant violated during housekeeping; stopping the node", exc_info=True)
+                self.request_stop()
+                return
+            except Exception:
+                log.exception("housekeeping tick failed")
 
     async def run_until_stopped(self) -> None:
         await self._stopping.wait()
@@ -139,9 +298,68 @@ class Broker:
         self._stopping.set()
 
     async def stop(self) -> None:
+        """Stop serving, then flush and close every log (exit 0 after SIGTERM)."""
         self.ready = False
         await self.kafka_server.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self._stop_group_coordinator()
+        if self._lifecycle_tail is not None:
+            await asyncio.gather(self._lifecycle_tail, return_exceptions=True)
+        await detach_tiered_storage(self)
+        if self.logs is not None:
+            await self.logs.close()
+        await self._stop_admin_http()
         log.info("node %d stopped", self.node_id)
+
+    # --- GROUP COORDINATOR wiring (broker/groups; owned by the groups helper) ---------------
+    # Replays __consumer_offsets before the Kafka listener opens (so clients never see a
+    # loading coordinator), ticks session/rebalance timers, answers waiting joins at stop.
+
+    async def _start_group_coordinator(self) -> None:
+        from broker.groups.wiring import start_group_coordinator
+
+        self.groups = await start_group_coordinator(self)
+
+    async def _stop_group_coordinator(self) -> None:
+        if self.groups is not None:
+            await self.groups.close()
+    # --- end GROUP COORDINATOR wiring ---------------------------------------------------------
+
+    # --- ADMIN HTTP API wiring (broker/admin_http.py; owned by the admin helper) -------------
+    # Started first and stopped last, so /v1/status/ready answers 503 while logs recover at
+    # start and while the node drains at stop.
+
+    async def _start_admin_http(self) -> None:
+        from broker.admin_http import AdminHttpServer
+
+        self.admin_http = AdminHttpServer(self)
+        admin = self.config.admin_listen
+        self.admin_port = await self.admin_http.start(admin.host, admin.port)
+        log.info("node %d serving the admin API on http://%s:%d", self.node_id, admin.host, self.admin_port)
+
+    async def _stop_admin_http(self) -> None:
+        if self.admin_http is not None:
+            await self.admin_http.stop()
+    # --- end ADMIN HTTP API wiring ------------------------------------------------------------
+
+
+def _retrieve_exception(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def load_or_create_cluster_id(data_dir) -> str:
+    """The cluster id of this data dir, created once (22 characters of URL-safe base64 of a
+    random UUID, like Kafka's) and kept in <data_dir>/controller/cluster_id."""
+    path = data_dir / "controller" / "cluster_id"
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    write_durably(path, cluster_id.encode())
+    return cluster_id

@@ -65,8 +65,9 @@ remote_cache_bytes_default = 1024 * 1024 * 1024
 # Objects up to this size go up in one PUT; larger ones use multipart (bounds the bytes an
 # upload holds in memory, and a failed part is retried alone).
 object_multipart_threshold_bytes = 16 * 1024 * 1024
-# Multipart part size (S3 requires >= 5 MiB for every part but the last).
-object_multipart_part_bytes = 8 * 1024 * 1024
+# Multipart part size (S3 requires >= 5 MiB for every part but the last): one part in
+# memory per upload in flight; larger parts mean fewer requests per GB.
+object_multipart_part_bytes = 16 * 1024 * 1024
 # One S3 request may take this long to connect / to answer before it counts as failed, so
 # a frozen endpoint turns into retries with backoff instead of a stuck archiver.
 object_connect_timeout_ms = 5_000
@@ -109,6 +110,11 @@ cli_consume_batch_messages_max = 500
 cli_poll_interval_seconds = 0.2
 # Producer linger: a few ms batch stdin lines without delaying a single message noticeably.
 cli_produce_linger_ms = 5
+# Failed deliveries `shoal produce` prints one by one before only counting them.
+cli_delivery_errors_shown_max = 10
+# Fetch long-poll of `shoal consume -e`: reaching the end is noticed when a fetch comes
+# back empty, so this bounds how long -e lingers after the last message.
+cli_end_fetch_wait_ms = 100
 
 # --- Local log: recovery, reads, deletion (broker/storage) --------------------------------
 # Read size while scanning a segment at recovery (whole batches, CRC checked): large reads,
@@ -141,8 +147,6 @@ producers_per_partition_max = 10_000
 # --- Fetch (broker/handlers/fetch.py, broker/fetch_waiters.py) ---------------------------
 # Long-poll waiters per node; a fetch beyond this is answered at once (clients poll again).
 fetch_waiters_max = 10_000
-# Failed deliveries `shoal produce` prints one by one before only counting them.
-cli_delivery_errors_shown_max = 10
 
 # --- Consumer group coordinator (broker/groups) ------------------------------------------
 # Kafka's GroupCoordinator.NewMemberJoinTimeoutMs: a new member waiting in JoinGroup whose
@@ -161,8 +165,8 @@ group_log_batch_bytes_max = 16 * 1024 * 1024
 group_log_replay_read_bytes = 1024 * 1024
 
 # --- Admin HTTP API ------------------------------------------------------------------
-# The admin API only answers GETs; a request body larger than this is refused with 413
-# (bounded memory per admin request).
+# The admin API only answers GETs and reads no bodies; should an endpoint ever read one,
+# aiohttp refuses bodies larger than this with 413 (bounded memory per admin request).
 admin_request_bytes_max = 64 * 1024
 # Hard deadline of one object-store call (botocore's own timeouts do not cover every wait:
 # a PUT to a frozen endpoint waits forever for "100 Continue"): this much time plus the
@@ -172,6 +176,3 @@ object_transfer_bytes_per_second_min = 1024 * 1024
 # TieredStorage.tick period in the running broker: how soon a sealed segment starts
 # uploading (and the granularity of cloud_storage.upload_interval).
 tiered_tick_interval_ms = 500
-# Fetch long-poll of `shoal consume -e`: reaching the end is noticed when a fetch comes
-# back empty, so this bounds how long -e lingers after the last message.
-cli_end_fetch_wait_ms = 100

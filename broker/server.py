@@ -16,7 +16,7 @@ from kio.schema.index import api_key_map
 
 from broker.handlers import registry
 from broker.handlers.api_versions import unsupported_version_response
-from broker.handlers.context import NO_RESPONSE, ConnectionInfo, EncodedResponse, RequestContext
+from broker.handlers.context import CLOSE_CONNECTION, NO_RESPONSE, ConnectionInfo, EncodedResponse, RequestContext
 from broker.protocol.framing import FrameDecoder, FrameError, frame
 from broker.protocol.messages import (
     API_VERSIONS_KEY, MalformedRequest, RequestHeader, decode_request, encode_response,
@@ -111,6 +111,9 @@ class KafkaServer:
         self.broker.probe.request_latency.labels(header.api_name).observe(time.perf_counter() - started)
         if response is NO_RESPONSE:
             return True
+        if response is CLOSE_CONNECTION:
+            log.info("closing connection %s after a failed %s without response", connection.peer, header.api_name)
+            return False
         await self._write(writer, header, response)
         return True
 
@@ -157,8 +160,23 @@ class KafkaServer:
         loop = asyncio.get_running_loop()
         try:
             with open(region.path, "rb") as file:
-                await loop.sendfile(writer.transport, file, region.position, region.length, fallback=True)
+                try:
+                    await loop.sendfile(writer.transport, file, region.position, region.length, fallback=True)
+                except NotImplementedError:  # uvloop has no sendfile: copy in chunks
+                    await _copy_region(writer, file.fileno(), region.position, region.length)
         except FileNotFoundError:
             # Segment deleted by retention between read() and send: the frame length is
             # already promised, so the connection cannot continue.
             raise ConnectionError(f"segment {region.path} vanished while sending")
+
+
+async def _copy_region(writer: asyncio.StreamWriter, descriptor: int, position: int, length: int) -> None:
+    """pread + write in bounded chunks, waiting for the socket between chunks."""
+    end = position + length
+    while position < end:
+        chunk = os.pread(descriptor, min(_READ_CHUNK_BYTES * 4, end - position), position)
+        if not chunk:
+            raise ConnectionError("segment shorter than the region promised to the client")
+        writer.write(chunk)
+        position += len(chunk)
+        await writer.drain()

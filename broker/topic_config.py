@@ -7,7 +7,9 @@ everything else comes from the node config (tier) or Kafka's defaults.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Callable, Mapping
 
 from broker import limits
@@ -59,6 +61,32 @@ def _tier_name(name: str, value: str) -> str:
     return value  # checked against the node's tiers in validate_topic_configs
 
 
+class ConfigType(IntEnum):
+    """Kafka's config value types (DescribeConfigs v3+ `config_type`)."""
+
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+class ConfigSource(IntEnum):
+    """Where a described value comes from (Kafka's DescribeConfigs `config_source`)."""
+
+    UNKNOWN = 0
+    DYNAMIC_TOPIC_CONFIG = 1  # set on the topic (CreateTopics / AlterConfigs)
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4  # from the node config file / environment
+    DEFAULT_CONFIG = 5  # Shoal's embedded default
+
+
 @dataclass(frozen=True)
 class ConfigDefinition:
     name: str
@@ -66,26 +94,71 @@ class ConfigDefinition:
     read_only: bool = False
     sensitive: bool = False
     documentation: str = ""
+    config_type: ConfigType = ConfigType.STRING
+    # The Kafka broker config that supplies the default (DescribeConfigs synonyms).
+    broker_synonym: str | None = None
 
 
 DEFINITIONS: dict[str, ConfigDefinition] = {
     definition.name: definition
     for definition in (
-        ConfigDefinition("cleanup.policy", _cleanup_policy, documentation="only 'delete' (compaction not yet supported)"),
-        ConfigDefinition("retention.ms", _long(-1)),
-        ConfigDefinition("retention.bytes", _long(-1)),
-        ConfigDefinition("segment.bytes", _long(limits.segment_bytes_min)),
-        ConfigDefinition("segment.ms", _long(1)),
-        ConfigDefinition("max.message.bytes", _long(0)),
-        ConfigDefinition("message.timestamp.type", _choice("CreateTime", "LogAppendTime")),
-        ConfigDefinition("compression.type", _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
-        ConfigDefinition("min.insync.replicas", _long(1)),
-        ConfigDefinition("message.timestamp.difference.max.ms", _long(0)),
-        ConfigDefinition("remote.storage.enable", _boolean),
-        ConfigDefinition("local.retention.bytes", _long(-2)),
-        ConfigDefinition("local.retention.ms", _long(-2)),
-        ConfigDefinition("shoal.remote.recovery", _boolean),
-        ConfigDefinition("shoal.tier", _tier_name),
+        ConfigDefinition(
+            "cleanup.policy", _cleanup_policy, config_type=ConfigType.LIST,
+            broker_synonym="log.cleanup.policy",
+            documentation="Only 'delete' is supported; 'compact' is refused until compaction exists."),
+        ConfigDefinition(
+            "retention.ms", _long(-1), config_type=ConfigType.LONG, broker_synonym="log.retention.ms",
+            documentation="Age after which data is deleted (both tiers together when remote storage "
+                          "is on); -1 keeps data forever. Default: the topic's tier retention_ms."),
+        ConfigDefinition(
+            "retention.bytes", _long(-1), config_type=ConfigType.LONG, broker_synonym="log.retention.bytes",
+            documentation="Bytes kept per partition (both tiers together when remote storage is on); "
+                          "-1 is unbounded. Default: the topic's tier retention_bytes."),
+        ConfigDefinition(
+            "segment.bytes", _long(limits.segment_bytes_min), config_type=ConfigType.INT,
+            broker_synonym="log.segment.bytes",
+            documentation="Segment file size at which the active segment is rolled."),
+        ConfigDefinition(
+            "segment.ms", _long(1), config_type=ConfigType.LONG, broker_synonym="log.roll.ms",
+            documentation="Age at which the active segment is rolled even if not full."),
+        ConfigDefinition(
+            "max.message.bytes", _long(0), config_type=ConfigType.INT, broker_synonym="message.max.bytes",
+            documentation="Largest record batch accepted; larger ones get MESSAGE_TOO_LARGE."),
+        ConfigDefinition(
+            "message.timestamp.type", _choice("CreateTime", "LogAppendTime"),
+            broker_synonym="log.message.timestamp.type",
+            documentation="CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time."),
+        ConfigDefinition(
+            "compression.type", _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+            broker_synonym="compression.type",
+            documentation="'producer' stores batches as produced; a codec recompresses to that codec."),
+        ConfigDefinition(
+            "min.insync.replicas", _long(1), config_type=ConfigType.INT, broker_synonym="min.insync.replicas",
+            documentation="Replicas that must acknowledge an acks=all produce."),
+        ConfigDefinition(
+            "message.timestamp.difference.max.ms", _long(0), config_type=ConfigType.LONG,
+            broker_synonym="log.message.timestamp.difference.max.ms",
+            documentation="Largest allowed difference between a CreateTime timestamp and the broker's clock."),
+        ConfigDefinition(
+            "remote.storage.enable", _boolean, config_type=ConfigType.BOOLEAN,
+            documentation="Archive to and read from the cold tier (alias redpanda.remote.write / "
+                          "redpanda.remote.read). Default: cloud_storage.remote_write_default."),
+        ConfigDefinition(
+            "local.retention.bytes", _long(-2), config_type=ConfigType.LONG,
+            broker_synonym="log.local.retention.bytes",
+            documentation="Hot-tier bytes kept per partition (alias retention.local.target.bytes); "
+                          "-2 means the same as retention.bytes."),
+        ConfigDefinition(
+            "local.retention.ms", _long(-2), config_type=ConfigType.LONG,
+            broker_synonym="log.local.retention.ms",
+            documentation="Hot-tier age (alias retention.local.target.ms); -2 means the same as retention.ms."),
+        ConfigDefinition(
+            "shoal.remote.recovery", _boolean, config_type=ConfigType.BOOLEAN,
+            documentation="At topic creation: restore the topic's history from the bucket "
+                          "(alias redpanda.remote.recovery)."),
+        ConfigDefinition(
+            "shoal.tier", _tier_name,
+            documentation="Name of a tier from the node config; overrides the topic_tiers globs."),
     )
 }
 
@@ -176,3 +249,89 @@ def partition_log_config(node: NodeConfig, topic: str, explicit: Mapping[str, st
         flush_fsync=node.log.flush == "fsync",
         flush_interval_ms=node.log.flush_interval_ms,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Describing configs (DescribeConfigs, CreateTopics v5+, the admin HTTP API)
+
+
+@dataclass(frozen=True)
+class ConfigSynonym:
+    name: str
+    value: str | None
+    source: ConfigSource
+
+
+@dataclass(frozen=True)
+class ConfigDescription:
+    """One config of a resource as Kafka's DescribeConfigs reports it."""
+
+    name: str
+    value: str | None
+    source: ConfigSource
+    read_only: bool
+    sensitive: bool
+    config_type: ConfigType
+    documentation: str
+    synonyms: tuple[ConfigSynonym, ...]  # highest precedence first, the value's own source included
+
+
+@functools.cache
+def embedded_node_config() -> NodeConfig:
+    """The node config Shoal runs with when nothing is configured: what DEFAULT_CONFIG means."""
+    from broker.config import load_config
+
+    return load_config(None, environ={})
+
+
+def node_level_source(value: str, embedded_value: str) -> ConfigSource:
+    """A value supplied by the node: STATIC_BROKER_CONFIG when the operator changed it from
+    the embedded default, DEFAULT_CONFIG otherwise."""
+    if value == embedded_value:
+        return ConfigSource.DEFAULT_CONFIG
+    return ConfigSource.STATIC_BROKER_CONFIG
+
+
+def describe_topic_configs(node: NodeConfig, topic: str,
+                           explicit: Mapping[str, str]) -> list[ConfigDescription]:
+    """Every known config of `topic`, in DEFINITIONS order, with its source and synonyms."""
+    node_values = default_values(node, topic, explicit)
+    embedded_values = default_values(embedded_node_config(), topic, {})
+    return [
+        _describe_topic_config(definition, explicit.get(name), node_values[name], embedded_values[name])
+        for name, definition in DEFINITIONS.items()
+    ]
+
+
+def _describe_topic_config(definition: ConfigDefinition, explicit_value: str | None,
+                           node_value: str, embedded_value: str) -> ConfigDescription:
+    synonym_name = definition.broker_synonym or definition.name
+    node_source = node_level_source(node_value, embedded_value)
+    synonyms: list[ConfigSynonym] = []
+    if explicit_value is not None:
+        synonyms.append(ConfigSynonym(definition.name, explicit_value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
+    if node_source is ConfigSource.STATIC_BROKER_CONFIG:
+        synonyms.append(ConfigSynonym(synonym_name, node_value, ConfigSource.STATIC_BROKER_CONFIG))
+    synonyms.append(ConfigSynonym(synonym_name, embedded_value, ConfigSource.DEFAULT_CONFIG))
+    return ConfigDescription(
+        name=definition.name,
+        value=explicit_value if explicit_value is not None else node_value,
+        source=ConfigSource.DYNAMIC_TOPIC_CONFIG if explicit_value is not None else node_source,
+        read_only=definition.read_only,
+        sensitive=definition.sensitive,
+        config_type=definition.config_type,
+        documentation=definition.documentation,
+        synonyms=tuple(synonyms),
+    )
+
+
+def is_list_config(name: str) -> bool:
+    definition = DEFINITIONS.get(canonical_name(name))
+    return definition is not None and definition.config_type is ConfigType.LIST
+
+
+def split_list_value(value: str | None) -> list[str]:
+    """A LIST config's items (Kafka's comma-separated form)."""
+    if not value:
+        return []
+    return [item.strip() for item in value.split(",") if item.strip()]

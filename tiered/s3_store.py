@@ -10,6 +10,7 @@ becomes failed requests (retried with backoff by the archiver), never a stuck ta
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import AsyncIterator, Iterable
 
@@ -65,7 +66,8 @@ class S3ObjectStore:
         self.metrics.requests[operation] += 1
         try:
             client = await self._s3()
-            return await getattr(client, method)(Bucket=self.bucket, **arguments)
+            async with asyncio.timeout(_deadline_s(len(arguments.get("Body", b"")))):
+                return await getattr(client, method)(Bucket=self.bucket, **arguments)
         except botocore.exceptions.ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -77,12 +79,14 @@ class S3ObjectStore:
             raise ObjectStoreError(f"{operation} {arguments.get('Key')}: {code} {error}") from error
         except (botocore.exceptions.BotoCoreError, OSError, TimeoutError) as error:
             self.metrics.errors[operation] += 1
-            raise ObjectStoreError(f"{operation} {arguments.get('Key')}: {error}") from error
+            raise ObjectStoreError(f"{operation} {arguments.get('Key')}: "
+                                   f"{str(error) or type(error).__name__}") from error
 
     async def _read_body(self, operation: str, response) -> bytes:
         try:
-            async with response["Body"] as stream:
-                data = await stream.read()
+            async with asyncio.timeout(_deadline_s(response.get("ContentLength", 0))):
+                async with response["Body"] as stream:
+                    data = await stream.read()
         except (botocore.exceptions.BotoCoreError, OSError, TimeoutError) as error:
             self.metrics.errors[operation] += 1
             raise ObjectStoreError(f"{operation}: reading body: {error}") from error
@@ -182,6 +186,11 @@ class S3ObjectStore:
         if self._exit_stack is not None:
             await self._exit_stack.aclose()
         self._exit_stack, self._client = None, None
+
+
+def _deadline_s(body_bytes: int) -> float:
+    return (limits.object_request_deadline_ms / 1000
+            + body_bytes / limits.object_transfer_bytes_per_second_min)
 
 
 async def _chain(first: bytes, second: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

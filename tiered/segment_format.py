@@ -6,7 +6,9 @@ local segment is never archived) and a fresh sparse offset index and time index 
 built in Kafka's own formats (the same as the local `.index` / `.timeindex` files):
 
     .index      8-byte entries: relative_offset u32 BE, position u32 BE
+                (position of a batch; relative_offset is that batch's LAST offset - base)
     .timeindex 12-byte entries: max_timestamp i64 BE, relative_offset u32 BE
+                (largest timestamp so far in the segment; last offset of the indexed batch)
 
 Building them here keeps the remote copy independent of how the local log sized or
 preallocated its own index files.
@@ -18,59 +20,31 @@ import struct
 from bisect import bisect_right
 from dataclasses import dataclass
 
-import crc32c
-
 from broker import limits
 from broker.invariant import invariant
+from broker.records import (
+    BATCH_HEADER_BYTES, BatchHeader, RecordBatchError, peek_batch_size, validate_batch,
+)
 
-BATCH_HEADER_BYTES = 61
-# Bytes needed to know a batch's base offset, size and last offset delta.
-BATCH_PREFIX_BYTES = 27
-LOG_OVERHEAD_BYTES = 12  # base_offset i64 + batch_length i32
-_HEADER = struct.Struct(">qiiBIhiqqqhii")
-_PREFIX = struct.Struct(">qiiBIhi")
 _INDEX_ENTRY = struct.Struct(">II")
 _TIME_INDEX_ENTRY = struct.Struct(">qI")
-_CRC_START = 21  # the CRC covers attributes onward
 
 
 class CorruptSegment(Exception):
     """A batch in a segment failed its CRC or framing check."""
 
 
-@dataclass(frozen=True)
-class BatchHeader:
-    base_offset: int
-    size: int  # whole batch including the 12-byte log overhead
-    leader_epoch: int
-    last_offset: int
-    base_timestamp_ms: int
-    max_timestamp_ms: int
-    record_count: int
+def checked_header(data: bytes | bytearray | memoryview, position: int) -> BatchHeader:
+    """The header of the whole batch at `position`, after its lengths and CRC32C are checked."""
+    try:
+        return validate_batch(data, position)
+    except RecordBatchError as error:
+        raise CorruptSegment(f"batch at position {position}: {error}") from None
 
 
-def parse_batch_header(data: bytes | memoryview, position: int = 0) -> BatchHeader:
-    (base_offset, batch_length, leader_epoch, magic, _crc, _attributes, last_delta,
-     base_timestamp, max_timestamp, _pid, _pepoch, _seq, record_count) = _HEADER.unpack_from(data, position)
-    if magic != 2 or batch_length < BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES:
-        raise CorruptSegment(f"bad batch header at {position}: magic={magic} length={batch_length}")
-    return BatchHeader(base_offset, batch_length + LOG_OVERHEAD_BYTES, leader_epoch,
-                       base_offset + last_delta, base_timestamp, max_timestamp, record_count)
-
-
-def batch_span(data: bytes | memoryview, position: int) -> tuple[int, int, int]:
-    """(base_offset, last_offset, size) from the first 27 bytes of a batch."""
-    base_offset, batch_length, _epoch, magic, _crc, _attributes, last_delta = _PREFIX.unpack_from(data, position)
-    if magic != 2 or batch_length < BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES:
-        raise CorruptSegment(f"bad batch at {position}: magic={magic} length={batch_length}")
-    return base_offset, base_offset + last_delta, batch_length + LOG_OVERHEAD_BYTES
-
-
-def check_batch_crc(data: bytes | memoryview, position: int, size: int) -> None:
-    stored = struct.unpack_from(">I", data, position + 17)[0]
-    computed = crc32c.crc32c(memoryview(data)[position + _CRC_START: position + size])
-    if stored != computed:
-        raise CorruptSegment(f"CRC mismatch in batch at position {position}")
+def batch_size_at(data: bytes | bytearray | memoryview, position: int) -> int:
+    """Size of the batch starting at `position` from its first 12 bytes."""
+    return peek_batch_size(data, position)
 
 
 @dataclass
@@ -103,10 +77,9 @@ class SegmentScanner:
         self._pending += piece
         consumed = 0
         while len(self._pending) - consumed >= BATCH_HEADER_BYTES:
-            header = parse_batch_header(self._pending, consumed)
-            if len(self._pending) - consumed < header.size:
+            if len(self._pending) - consumed < batch_size_at(self._pending, consumed):
                 break
-            check_batch_crc(self._pending, consumed, header.size)
+            header = checked_header(self._pending, consumed)
             self._record(header, self._position + consumed)
             consumed += header.size
         del self._pending[:consumed]
@@ -119,13 +92,13 @@ class SegmentScanner:
         invariant(header.base_offset >= self._expected_base, "batch below segment base",
                   header.base_offset, self._expected_base)
         if summary.batch_count == 0:
-            summary.base_timestamp_ms = header.base_timestamp_ms
+            summary.base_timestamp_ms = header.base_timestamp
         summary.last_offset = header.last_offset
-        summary.max_timestamp_ms = max(summary.max_timestamp_ms, header.max_timestamp_ms)
-        summary.max_leader_epoch = max(summary.max_leader_epoch, header.leader_epoch)
+        summary.max_timestamp_ms = max(summary.max_timestamp_ms, header.max_timestamp)
+        summary.max_leader_epoch = max(summary.max_leader_epoch, header.partition_leader_epoch)
         summary.size_bytes = position + header.size
         summary.batch_count += 1
-        relative = header.base_offset - self._expected_base
+        relative = header.last_offset - self._expected_base  # entries name the batch's last offset, as Kafka's
         if self._bytes_since_entry >= self._interval:
             self._index += _INDEX_ENTRY.pack(relative, position)
             self._bytes_since_entry = 0
@@ -151,7 +124,8 @@ class OffsetIndex:
         self._positions = [position for _, position in entries]
 
     def floor_position(self, offset: int) -> int:
-        """File position of the last indexed batch starting at or before `offset` (0 if none)."""
+        """Where a forward header scan for `offset` starts: the position of the last indexed
+        batch whose last offset is <= `offset` (0 if none)."""
         at = bisect_right(self._offsets, offset) - 1
         return self._positions[at] if at >= 0 else 0
 

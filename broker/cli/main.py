@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         client_commands = None
     if client_commands is not None:
-        client_commands.register(commands)
+        client_commands.register(commands, parser)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -26,7 +27,7 @@ def build_response(version: int, error_code: ErrorCode = ErrorCode.none) -> Any:
     )
     fields: dict[str, Any] = {"error_code": error_code, "api_keys": api_keys}
     if "throttle_time" in response_class.__dataclass_fields__:
-        fields["throttle_time"] = 0
+        fields["throttle_time"] = datetime.timedelta(0)
     return response_class(**fields)
 
 

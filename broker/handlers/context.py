@@ -42,6 +42,17 @@ class _NoResponse:
 NO_RESPONSE: Any = _NoResponse()
 
 
+class _CloseConnection:
+    """acks=0 produce that failed: Kafka sends nothing and closes the connection, so the
+    client notices and refreshes its metadata."""
+
+    def __repr__(self) -> str:
+        return "CLOSE_CONNECTION"
+
+
+CLOSE_CONNECTION: Any = _CloseConnection()
+
+
 @dataclass
 class EncodedResponse:
     """A response body written by hand (hot paths). `parts` are bytes or

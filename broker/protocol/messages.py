@@ -103,8 +103,8 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
         request, size = entity_reader(request_type)(body, 0)
     except KeyError:
         # kio rejects unknown tagged fields; KIP-482 says skip them.
-        cleaned = strip_unknown_tagged_fields(request_type, bytes(body))
         try:
+            cleaned = strip_unknown_tagged_fields(request_type, body)
             request, size = entity_reader(request_type)(cleaned, 0)
         except Exception as error:
             raise MalformedRequest(f"{header.api_name} v{header.api_version}: {error}") from error

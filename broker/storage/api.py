@@ -109,7 +109,10 @@ class PartitionLog(Protocol):
         requires a new CRC: the caller passes log_append_time_ms only after it has done
         that rewrite itself — the log only patches base_offset/leader epoch, which the
         CRC does not cover). Returns once durable per the flush policy; concurrent
-        appends share one fsync (group commit)."""
+        appends share one fsync (group commit). The offset is assigned and the batch
+        written before the first await, in call order: the base offset is the
+        log_end_offset seen just before the call (broker/handlers/produce.py relies on
+        this for idempotent producers and checks it with an invariant)."""
 
     def read(self, offset: Offset, max_bytes: int, *, upper_bound: Offset | None = None,
              min_one_batch: bool = True) -> list[FileRegion]:

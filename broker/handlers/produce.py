@@ -1,0 +1,239 @@
+"""Produce (0), v3-v9: validate each partition's record batch without decoding records,
+check idempotent sequences, append, answer with the assigned offsets.
+
+Per partition, the way Kafka 3.x does it:
+- internal topics (__consumer_offsets) are written by the broker only (INVALID_TOPIC_EXCEPTION 17);
+- exactly one magic-v2 batch (Kafka's ProduceRequest.validateRecords: anything else,
+  including magic 0/1 message sets, is INVALID_RECORD 87);
+- header, lengths and CRC32C (CORRUPT_MESSAGE 2), max.message.bytes (MESSAGE_TOO_LARGE 10),
+  client batch rules (INVALID_RECORD 87), message.timestamp.difference.max.ms
+  (INVALID_TIMESTAMP 32), acks=all with min.insync.replicas above the replicas in sync
+  (NOT_ENOUGH_REPLICAS 19);
+- records are only touched when the topic requires it: compression.type other than
+  `producer` and different from the batch's codec (decompress + recompress), or
+  message.timestamp.type=LogAppendTime (maxTimestamp set to the append time, returned as
+  log_append_time);
+- idempotent batches go through broker.producer_state (duplicates get their original
+  offsets back, gaps OUT_OF_ORDER_SEQUENCE_NUMBER 45, stale epochs INVALID_PRODUCER_EPOCH 47).
+
+Transactions are not supported: a transactional produce (transactional_id set, or a
+batch with the transactional bit) gets UNSUPPORTED_VERSION (35), the code Shoal answers
+every transaction API with. The Java producer treats UnsupportedVersionException as fatal
+for a transactional producer (TransactionManager), so the application learns at once that
+this broker cannot do transactions instead of retrying or being told it lacks an ACL
+(TRANSACTIONAL_ID_AUTHORIZATION_FAILED would send operators hunting for permissions).
+
+acks=0 requests get no response at all (Kafka), after the append is done; when a partition
+failed, the connection is closed instead, as Kafka does, so the client refreshes metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.handlers.context import CLOSE_CONNECTION, NO_RESPONSE, RequestContext
+from broker.invariant import InvariantViolation, invariant
+from broker.protocol.kio_build import NO_THROTTLE, build, nested
+from broker.protocol.messages import response_type
+from broker.records import (
+    BatchHeader, Compression, RecordBatchError, UnsupportedMessageFormat, check_client_batch_rules,
+    read_header, recompress_batch, set_log_append_time, validate_batch)
+from broker.storage.api import KafkaStorageError
+
+API_KEY = 0
+MIN_VERSION = 3
+MAX_VERSION = 9
+
+log = logging.getLogger("shoal.produce")
+
+_VALID_ACKS = (-1, 0, 1)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+@dataclass(frozen=True)
+class PartitionOutcome:
+    error: ErrorCode = ErrorCode.none
+    base_offset: int = -1
+    log_append_time_ms: int = -1
+    log_start_offset: int = -1
+    message: str | None = None
+
+
+class ProduceRefused(Exception):
+    """One partition's batch is refused with a Kafka error code."""
+
+    def __init__(self, error: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+async def handle(context: RequestContext, request: Any) -> Any:
+    work = [_produce_partition(context, request, topic_data.name, partition_data.index, partition_data.records)
+            for topic_data in request.topic_data for partition_data in topic_data.partition_data]
+    # Every partition at once, so one group-commit fsync covers them all.
+    outcomes = iter([await work[0]] if len(work) == 1 else await asyncio.gather(*work))
+    topics = [(topic_data.name, [(partition_data.index, next(outcomes))
+                                 for partition_data in topic_data.partition_data])
+              for topic_data in request.topic_data]
+    if request.acks == 0:
+        failed = any(outcome.error != ErrorCode.none for _, partitions in topics for _, outcome in partitions)
+        return CLOSE_CONNECTION if failed else NO_RESPONSE
+    return _response(context.api_version, topics)
+
+
+async def _produce_partition(context: RequestContext, request: Any, topic: str, partition: int,
+                             records: bytes | None) -> PartitionOutcome:
+    try:
+        return await _append_partition(context, request, topic, partition, records)
+    except ProduceRefused as refused:
+        return PartitionOutcome(refused.error, message=str(refused))
+    except RecordBatchError as error:
+        return PartitionOutcome(ErrorCode(error.error_code), message=str(error))
+    except KafkaStorageError as error:
+        log.error("produce to %s/%d failed: %s", topic, partition, error)
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(error))
+    except InvariantViolation:
+        raise
+    except OSError as error:
+        log.exception("produce to %s/%d failed", topic, partition)
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(error))
+
+
+async def _append_partition(context: RequestContext, request: Any, topic: str, partition: int,
+                            records: bytes | None) -> PartitionOutcome:
+    broker = context.broker
+    if request.acks not in _VALID_ACKS:
+        raise ProduceRefused(ErrorCode.invalid_required_acks, f"acks must be -1, 0 or 1, got {request.acks}")
+    if request.transactional_id is not None:
+        raise ProduceRefused(ErrorCode.unsupported_version, "transactions are not supported by Shoal")
+    partition_log = await broker.open_partition_log(topic, partition)
+    topic_entry = broker.topics.get(topic)
+    if partition_log is None or topic_entry is None:
+        raise ProduceRefused(ErrorCode.unknown_topic_or_partition,
+                             f"this server does not host {topic}-{partition}")
+    if topic_entry.internal:
+        raise ProduceRefused(ErrorCode.invalid_topic_exception, f"cannot append to internal topic {topic}")
+    configs = topic_entry.configs
+    if request.acks == -1 and int(configs.get("min.insync.replicas", "1")) > 1:
+        raise ProduceRefused(ErrorCode.not_enough_replicas,
+                             f"min.insync.replicas={configs['min.insync.replicas']} but 1 replica is in sync")
+    batch, header = _validated_batch(records, partition_log.config.max_message_bytes)
+    _check_timestamps(header, configs, broker.clock.now_ms())
+    batch, header, log_append_time_ms = _apply_topic_format(batch, header, configs, broker.clock.now_ms())
+    leader_epoch = topic_entry.leader_epoch(partition)
+    if header.producer_id >= 0:
+        outcome = await _append_idempotent(broker, topic, partition, partition_log, batch, header,
+                                           leader_epoch, log_append_time_ms)
+    else:
+        result = await partition_log.append(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
+        outcome = PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
+                                   log_start_offset=result.log_start_offset)
+    broker.probe.produce_bytes.labels(topic).inc(header.size)
+    return outcome
+
+
+def _validated_batch(records: bytes | None, max_message_bytes: int) -> tuple[bytearray, BatchHeader]:
+    """The partition's one batch as a writable copy, checked like Kafka 3.x does."""
+    if not records:
+        raise ProduceRefused(ErrorCode.invalid_record,
+                             "produce requests v3+ must carry exactly one record batch per partition")
+    batch = bytearray(records)
+    try:
+        header = validate_batch(batch, max_batch_bytes=max_message_bytes)
+    except UnsupportedMessageFormat as error:
+        raise ProduceRefused(ErrorCode.invalid_record,
+                             f"produce requests v3+ only take record batches with magic 2 ({error})") from None
+    if header.size != len(batch):
+        raise ProduceRefused(ErrorCode.invalid_record,
+                             "produce requests v3+ must carry exactly one record batch per partition")
+    check_client_batch_rules(header)
+    if header.is_transactional:
+        raise ProduceRefused(ErrorCode.unsupported_version, "transactions are not supported by Shoal")
+    return batch, header
+
+
+def _check_timestamps(header: BatchHeader, configs: dict[str, str], now_ms: int) -> None:
+    """message.timestamp.difference.max.ms (CreateTime topics), from the batch header's
+    first and largest timestamps (records are not decoded)."""
+    limit = configs.get("message.timestamp.difference.max.ms")
+    if limit is None or configs.get("message.timestamp.type") == "LogAppendTime":
+        return
+    for timestamp in (header.base_timestamp, header.max_timestamp):
+        if timestamp >= 0 and abs(now_ms - timestamp) > int(limit):
+            raise ProduceRefused(ErrorCode.invalid_timestamp,
+                                 f"timestamp {timestamp} is more than {limit} ms away from the broker's {now_ms}")
+
+
+def _apply_topic_format(batch: bytearray, header: BatchHeader, configs: dict[str, str],
+                        now_ms: int) -> tuple[bytearray, BatchHeader, int | None]:
+    """Recompress when the topic's compression.type says so; set LogAppendTime."""
+    target = Compression.from_topic_config(configs.get("compression.type", "producer"))
+    if target is not None and target != header.compression:
+        batch = recompress_batch(batch, target)
+        header = read_header(batch)
+    if configs.get("message.timestamp.type") != "LogAppendTime":
+        return batch, header, None
+    set_log_append_time(batch, now_ms)
+    return batch, read_header(batch), now_ms
+
+
+async def _append_idempotent(broker: Any, topic: str, partition: int, partition_log: Any,
+                             batch: bytearray, header: BatchHeader, leader_epoch: int,
+                             log_append_time_ms: int | None) -> PartitionOutcome:
+    """Sequence check, then record the batch and append it with no await in between: the
+    log assigns offsets in call order before its first await (group commit keeps working
+    across producers), and a failed append restores the producer's previous state."""
+    producers = broker.producers.partition(topic, partition)
+    verdict = producers.check(header.producer_id, header.producer_epoch, header.base_sequence, header.record_count)
+    if verdict.error != ErrorCode.none:
+        raise ProduceRefused(verdict.error, verdict.message or verdict.error.name)
+    if verdict.duplicate is not None:
+        original = verdict.duplicate
+        if original.last_offset >= partition_log.high_watermark:
+            await partition_log.flush()  # the original may still await its fsync
+        return PartitionOutcome(base_offset=original.base_offset, log_append_time_ms=original.log_append_time_ms,
+                                log_start_offset=partition_log.log_start_offset)
+    expected_base = int(partition_log.log_end_offset)
+    previous = producers.record(
+        header.producer_id, header.producer_epoch, header.base_sequence, header.record_count,
+        expected_base, expected_base + header.record_count - 1,
+        -1 if log_append_time_ms is None else log_append_time_ms, broker.clock.now_ms())
+    try:
+        result = await partition_log.append(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
+    except BaseException:
+        producers.restore(header.producer_id, previous)
+        raise
+    invariant(result.base_offset == expected_base, "log assigned an offset other than its end offset",
+              topic, partition, expected_base, result.base_offset)
+    return PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
+                            log_start_offset=result.log_start_offset)
+
+
+def _response(version: int, topics: list[tuple[str, list[tuple[int, PartitionOutcome]]]]) -> Any:
+    response_class = response_type(API_KEY, version)
+    topic_class = nested(response_class, "TopicProduceResponse")
+    partition_class = nested(response_class, "PartitionProduceResponse")
+    return build(response_class, throttle_time=NO_THROTTLE, responses=tuple(
+        build(topic_class, name=name, partition_responses=tuple(
+            build(partition_class,
+                  index=index,
+                  error_code=outcome.error,
+                  base_offset=outcome.base_offset,
+                  log_append_time=_timestamp(outcome.log_append_time_ms),
+                  log_start_offset=outcome.log_start_offset,
+                  record_errors=(),
+                  error_message=outcome.message)
+            for index, outcome in partitions))
+        for name, partitions in topics))
+
+
+def _timestamp(milliseconds: int) -> datetime.datetime | None:
+    if milliseconds < 0:
+        return None  # written as -1
+    return _EPOCH + datetime.timedelta(milliseconds=milliseconds)

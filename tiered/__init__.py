@@ -1,0 +1,1 @@
+"""Cold tier: object store, manifests, archiver, tiered-storage service (see README.md)."""

@@ -1,0 +1,97 @@
+"""Wiring TieredStorage into the running Broker (broker/app.py calls these two functions).
+
+    attach_tiered_storage(broker)         after the logs are open: builds TieredStorage,
+                                          sets broker.tiered and broker.remote_reader, adds
+                                          /v1/tiered/status, /v1/tiered/remote-topic and
+                                          the /metrics collector, starts the tick task
+    initial_offset_for(broker, topic, p)  the start offset of a partition log about to be
+                                          created: after the bucket's last offset when the
+                                          topic asks for shoal.remote.recovery, else 0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from broker import limits
+from broker.ids import Offset
+from broker.invariant import InvariantViolation
+from tiered.service import TieredStorage
+from tiered.settings import TopicTieredSettings, recovery_requested, resolve_topic_settings
+
+log = logging.getLogger("shoal.tiered")
+
+_NOT_TIERED = TopicTieredSettings(remote_storage_enable=False, retention_bytes=-1, retention_ms=-1,
+                                  local_retention_bytes=-1, local_retention_ms=-1)
+
+
+async def attach_tiered_storage(broker: Any) -> TieredStorage | None:
+    config = broker.config
+    if config.cloud_storage is None:
+        return None
+
+    def settings_for(topic: str) -> TopicTieredSettings:
+        entry = broker.topics.get(topic) if broker.topics is not None else None
+        if entry is None:
+            return _NOT_TIERED
+        return resolve_topic_settings(config, topic, entry.configs, entry.partitions)
+
+    async def open_recovered_log(topic: str, partition: int, start_offset: Offset):
+        return await broker.open_partition_log(topic, partition)  # opened at initial_offset_for
+
+    tiered = TieredStorage(config, logs=lambda: list(broker.logs) if broker.logs is not None else [],
+                           settings_for=settings_for, clock=broker.clock, create_log=open_recovered_log)
+    await tiered.start()
+    broker.tiered = tiered
+    broker.remote_reader = tiered.reader
+    _add_admin_endpoints(broker, tiered)
+    broker._background.append(asyncio.get_running_loop().create_task(_tick_loop(broker, tiered)))
+    return tiered
+
+
+async def detach_tiered_storage(broker: Any) -> None:
+    if broker.tiered is not None:
+        await broker.tiered.close()
+
+
+async def initial_offset_for(broker: Any, topic: str, partition: int) -> Offset:
+    entry = broker.topics.get(topic) if broker.topics is not None else None
+    if broker.tiered is None or entry is None or not recovery_requested(entry.configs):
+        return Offset(0)
+    return await broker.tiered.recovery_start_offset(topic, partition)
+
+
+def _add_admin_endpoints(broker: Any, tiered: TieredStorage) -> None:
+    probe = getattr(broker, "probe", None)
+    if probe is not None and hasattr(probe, "add_collector"):
+        probe.add_collector(tiered.collector)
+    admin = getattr(broker, "admin_http", None)
+    if admin is None:
+        return
+    admin.add_json_endpoint("/v1/tiered/status", lambda request: tiered.status())
+
+    async def remote_topic(request: web.Request):
+        name = request.query.get("name", "")
+        count = await tiered.remote_partition_count(name) if name else None
+        if count is None:
+            raise web.HTTPNotFound(text=f"no topic manifest for {name!r} in {tiered.store.description}")
+        return {"topic": name, "partition_count": count}
+
+    admin.add_json_endpoint("/v1/tiered/remote-topic", remote_topic)
+
+
+async def _tick_loop(broker: Any, tiered: TieredStorage) -> None:
+    while True:
+        await broker.clock.sleep_ms(limits.tiered_tick_interval_ms)
+        try:
+            await tiered.tick(broker.clock.now_ms())
+        except InvariantViolation:
+            log.critical("invariant violated in tiered storage; stopping the node", exc_info=True)
+            broker.request_stop()
+            return
+        except Exception:
+            log.exception("tiered storage tick failed")
