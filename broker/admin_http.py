@@ -117,6 +117,7 @@ class AdminHttpServer:
         if topic is None:
             raise web.HTTPNotFound(text=f"topic {name!r} does not exist")
         summary = _topic_summary(topic)
+        await self.broker.topic_logs_ready(name)  # a just-created topic's logs may still be opening
         summary["partitions"] = [self._partition_entry(topic, partition) for partition in range(topic.partitions)]
         summary["configs"] = {
             description.name: {"value": None if description.sensitive else description.value,

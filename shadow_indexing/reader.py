@@ -125,8 +125,7 @@ class RemoteReader:
         for _ in range(limits.remote_read_segments_max):
             if segment is None or len(output) >= max_bytes:
                 break
-            following = manifest.segments_after(segment)
-            next_segment = following[0] if following else None
+            next_segment = manifest.segment_after(segment)
             data, reached_end = await self._read_segment(
                 topic, partition, segment, wanted_offset, max_bytes - len(output),
                 must_return_one=not output, next_segment=next_segment)
@@ -176,6 +175,8 @@ class RemoteReader:
         """(whole batches of `segment` from the one holding `offset`, reached segment end)."""
         source = _SegmentBytes(self, segment)
         start = await self._position_of(source, offset)
+        if start < segment.size_bytes:
+            await source.load(start, min(max(budget, 1), segment.size_bytes - start))  # one GET for the run
         end = start
         while end < segment.size_bytes:
             size = batch_size_at(await source.slice(end, BATCH_HEADER_BYTES), 0)

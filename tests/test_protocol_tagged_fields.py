@@ -6,7 +6,7 @@ import dataclasses
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.index import api_key_map, schema_name_map
@@ -57,7 +57,10 @@ def with_unknown_top_level_tag(data: bytes) -> bytes:
 @given(st.sampled_from(FLEXIBLE_REQUEST_TYPES).flatmap(st.from_type))
 def test_every_flexible_request_survives_an_unknown_tag(request):
     request_type = type(request)
-    data = encode(request)
+    try:
+        data = encode(request)
+    except (ValueError, OverflowError):
+        reject()  # kio's own strategies can draw values its writer refuses (huge timedeltas)
     assert strip_unknown_tagged_fields(request_type, data) == data  # nothing unknown: unchanged
     if has_top_level_tags(request):
         return  # the last byte is not an empty tag section; see the targeted tests below

@@ -32,9 +32,7 @@ def cloud_section(kind: str, tmp_path: Path, request) -> dict:
     if kind == "local":
         return {"url": f"file://{tmp_path / 'bucket'}", **common}
     server = request.getfixturevalue("moto_s3")
-    bucket = server.new_bucket()
-    return {"url": f"s3://{bucket}/shoal", "endpoint": server.endpoint, "region": "us-east-1",
-            "access_key": "test", "secret_key": "test", **common}
+    return server.yaml_section(server.new_bucket(), **common)
 
 
 def start_broker(data_dir: Path, cloud: dict) -> BrokerProcess:
@@ -137,8 +135,7 @@ def test_history_lives_in_the_bucket_and_reads_back_exactly(tmp_path, kind, requ
 
 def test_kill_during_uploads_loses_and_duplicates_nothing(tmp_path, moto_s3):
     bucket = moto_s3.new_bucket()
-    cloud = {"url": f"s3://{bucket}/shoal", "endpoint": moto_s3.endpoint, "access_key": "test",
-             "secret_key": "test", "upload_interval": "1s"}
+    cloud = moto_s3.yaml_section(bucket, upload_interval="1s")
     broker = start_broker(tmp_path / "node", cloud)
     try:
         create_topic(broker, "crash")
@@ -165,8 +162,7 @@ def test_kill_during_uploads_loses_and_duplicates_nothing(tmp_path, moto_s3):
 
 def test_recovery_into_an_empty_node(tmp_path, moto_s3):
     bucket = moto_s3.new_bucket()
-    cloud = {"url": f"s3://{bucket}/shoal", "endpoint": moto_s3.endpoint, "access_key": "test",
-             "secret_key": "test", "upload_interval": "1s"}
+    cloud = moto_s3.yaml_section(bucket, upload_interval="1s")
     first = start_broker(tmp_path / "first", cloud)
     try:
         create_topic(first, "restored", partitions=2)
@@ -209,8 +205,7 @@ def produce_through_freeze(tmp_path, server, freeze_seconds: float) -> None:
     """Producers keep going while the S3 endpoint is frozen; nothing is lost; archiving
     catches up after it thaws."""
     bucket = server.new_bucket()
-    cloud = {"url": f"s3://{bucket}/shoal", "endpoint": server.endpoint, "access_key": "test",
-             "secret_key": "test", "upload_interval": "1s"}
+    cloud = server.yaml_section(bucket, upload_interval="1s")
     broker = start_broker(tmp_path / "node", cloud)
     try:
         create_topic(broker, "outage")
@@ -254,3 +249,30 @@ def test_frozen_s3_never_stalls_producers(tmp_path, frozen_safe_moto):
 @pytest.mark.soak
 def test_frozen_s3_for_tens_of_seconds(tmp_path, frozen_safe_moto):
     produce_through_freeze(tmp_path, frozen_safe_moto, freeze_seconds=40)
+
+
+def test_deleted_topic_takes_its_history_and_a_new_one_starts_fresh(tmp_path, request):
+    broker = start_broker(tmp_path / "node", cloud_section("local", tmp_path, request))
+    try:
+        create_topic(broker, "reused")
+        produce(broker, "reused", 2000, 300)
+        wait_archived(broker, "reused", 1)
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.delete_topics(["reused"])["reused"].result(timeout=20)
+        deadline = time.monotonic() + 20
+        while any(path.is_file() for path in (tmp_path / "bucket").rglob("*") if "reused" in str(path)):
+            assert time.monotonic() < deadline, "bucket data of the deleted topic is still there"
+            time.sleep(0.2)
+        for _ in range(50):  # metadata of the deletion reaches the client
+            try:
+                create_topic(broker, "reused")
+                break
+            except Exception:
+                time.sleep(0.2)
+        fresh = produce(broker, "reused", 300, 300)
+        assert sorted(offset for (_, offset) in fresh) == list(range(300))
+        wait_archived(broker, "reused", 1)
+        assert consume_all(broker, "reused", 300) == fresh
+    finally:
+        broker.stop()
+        broker.kill()

@@ -36,10 +36,19 @@ MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 class MotoServer:
     """moto_server as a subprocess: a real S3 HTTP endpoint on 127.0.0.1."""
 
+    access_key = "test"
+    secret_key = "test"
+    region = "us-east-1"
+
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+
+    def yaml_section(self, bucket: str, prefix: str = "shoal", **extra) -> dict:
+        """The node config's cloud_storage section for this endpoint."""
+        return {"url": f"s3://{bucket}/{prefix}", "endpoint": self.endpoint, "region": self.region,
+                "access_key": self.access_key, "secret_key": self.secret_key, **extra}
 
     def start(self, timeout_s: float = 20.0) -> "MotoServer":
         environment = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
@@ -76,12 +85,12 @@ class MotoServer:
         return name
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
 
     def cloud_config(self, bucket: str, prefix: str = "cluster", **overrides) -> CloudStorageConfig:
-        return CloudStorageConfig(url=f"s3://{bucket}/{prefix}", endpoint=self.endpoint,
-                                  region="us-east-1", access_key="test", secret_key="test", **overrides)
+        return CloudStorageConfig(url=f"s3://{bucket}/{prefix}", endpoint=self.endpoint, region=self.region,
+                                  access_key=self.access_key, secret_key=self.secret_key, **overrides)
 
 
 class ExternalS3(MotoServer):
@@ -101,14 +110,6 @@ class ExternalS3(MotoServer):
 
     def stop(self) -> None:
         return None
-
-    def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
-
-    def cloud_config(self, bucket: str, prefix: str = "cluster", **overrides) -> CloudStorageConfig:
-        return CloudStorageConfig(url=f"s3://{bucket}/{prefix}", endpoint=self.endpoint, region=self.region,
-                                  access_key=self.access_key, secret_key=self.secret_key, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ present, known format version); a future Shoal must keep reading format_version 
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, replace
 
 from broker import limits
@@ -80,14 +81,14 @@ class PartitionManifest:
         """The segment holding `offset`, or the first one after it (a gap); None past the end."""
         if offset < self.start_offset:
             return None
-        candidates = [segment for segment in self.segments if segment.last_offset >= offset]
-        if not candidates:
-            return None
-        holding = [segment for segment in candidates if segment.base_offset <= offset]
-        return holding[-1] if holding else candidates[0]
+        at = bisect_right(self.segments, offset, key=_base_offset) - 1
+        if at >= 0 and self.segments[at].last_offset >= offset:
+            return self.segments[at]
+        return self.segments[at + 1] if at + 1 < len(self.segments) else None
 
-    def segments_after(self, segment: RemoteSegment) -> list[RemoteSegment]:
-        return [later for later in self.segments if later.base_offset > segment.last_offset]
+    def segment_after(self, segment: RemoteSegment) -> RemoteSegment | None:
+        at = bisect_right(self.segments, segment.base_offset, key=_base_offset)
+        return self.segments[at] if at < len(self.segments) else None
 
     def with_appended(self, added: list[RemoteSegment]) -> PartitionManifest:
         invariant(added, "appending no segments")
@@ -160,6 +161,10 @@ class TopicManifest:
             return cls(**document)
         except (ValueError, TypeError) as error:
             raise ManifestFormatError(f"unreadable topic manifest: {error}") from error
+
+
+def _base_offset(segment: RemoteSegment) -> int:
+    return segment.base_offset
 
 
 class ManifestStore:

@@ -16,7 +16,7 @@ from kio.schema.index import api_key_map
 from kio.serial import entity_reader, entity_writer
 from kio.serial.readers import read_legacy_string  # noqa: F401 (re-exported for tests)
 
-from broker.protocol.tagged_fields import strip_unknown_tagged_fields
+from broker.protocol.tagged_fields import check_wellformed, strip_unknown_tagged_fields
 
 API_VERSIONS_KEY = 18
 
@@ -100,6 +100,7 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
     request_type = load_request_schema(header.api_key, header.api_version)
     body = memoryview(frame)[header.body_offset :]
     try:
+        check_wellformed(request_type, body)  # kio aborts the process on absurd array counts
         request, size = entity_reader(request_type)(body, 0)
     except KeyError:
         # kio rejects unknown tagged fields; KIP-482 says skip them.

@@ -1,4 +1,5 @@
-"""Strip unknown tagged fields (KIP-482) from a flexible request so kio can read it.
+"""Strip unknown tagged fields (KIP-482) from a flexible request so kio can read it, and
+check any request is well formed before kio sees it.
 
 kio's native reader raises KeyError on a tag it does not know, but KIP-482 says a reader
 skips tags it does not understand, and newer clients add tags to existing versions. This
@@ -40,11 +41,13 @@ _FIXED_BYTES = {
 
 
 class _Cursor:
-    """Reads `source` from `position` and copies what it reads into `output`."""
+    """Reads `source` from `position` and, when `copying`, copies what it reads into
+    `output` (not copying: only checks the message is well formed)."""
 
-    def __init__(self, source: bytes | memoryview, position: int = 0) -> None:
+    def __init__(self, source: bytes | memoryview, position: int = 0, copying: bool = True) -> None:
         self.source = memoryview(source)
         self.position = position
+        self.copying = copying
         self.output = bytearray()
 
     def take(self, size: int) -> memoryview:
@@ -56,7 +59,12 @@ class _Cursor:
         return chunk
 
     def copy(self, size: int) -> None:
-        self.output += self.take(size)
+        if self.copying:
+            self.output += self.take(size)
+        elif size < 0 or self.position + size > len(self.source):
+            self.take(size)  # raises
+        else:
+            self.position += size
 
     def read_uvarint(self) -> int:
         value = shift = 0
@@ -72,17 +80,20 @@ class _Cursor:
     def copy_uvarint(self) -> int:
         start = self.position
         value = self.read_uvarint()
-        self.output += self.source[start: self.position]
+        if self.copying:
+            self.output += self.source[start: self.position]
         return value
 
     def copy_int16(self) -> int:
         (value,) = _INT16.unpack(self.take(2))
-        self.output += _INT16.pack(value)
+        if self.copying:
+            self.output += _INT16.pack(value)
         return value
 
     def copy_int32(self) -> int:
         (value,) = _INT32.unpack(self.take(4))
-        self.output += _INT32.pack(value)
+        if self.copying:
+            self.output += _INT32.pack(value)
         return value
 
 
@@ -139,7 +150,8 @@ def _array_copier(item: Copier, flexible: bool) -> Copier:
 def _nullable_struct_copier(entity: Copier) -> Copier:
     def copy_nullable(cursor: _Cursor) -> None:
         marker = cursor.take(1)[0]
-        cursor.output.append(marker)
+        if cursor.copying:
+            cursor.output.append(marker)
         if marker == 0xFF:  # -1: null (KIP-893)
             return
         if marker != 1:
@@ -201,12 +213,14 @@ def _copy_known_tags(cursor: _Cursor, known: dict[int, Copier]) -> None:
         if copier is None:
             cursor.position = end  # unknown: skip (KIP-482)
             continue
-        inner = _Cursor(cursor.source[:end], cursor.position)
+        inner = _Cursor(cursor.source[:end], cursor.position, cursor.copying)
         copier(inner)
         if inner.position != end:
             raise MalformedTaggedFields(f"tagged field {tag}: {end - inner.position} bytes left over")
         kept.append((tag, inner.output))
         cursor.position = end
+    if not cursor.copying:
+        return
     write_uvarint(cursor.output, len(kept))
     for tag, value in kept:
         write_uvarint(cursor.output, tag)
@@ -220,3 +234,14 @@ def strip_unknown_tagged_fields(request_type: type, body: bytes | memoryview) ->
     cursor = _Cursor(body)
     entity_copier(request_type)(cursor)
     return bytes(cursor.output) + bytes(cursor.source[cursor.position:])
+
+
+def check_wellformed(request_type: type, body: bytes | memoryview) -> None:
+    """Walk the message without copying; raise MalformedTaggedFields when a length or
+    count runs past the bytes there are.
+
+    kio's native reader trusts declared array counts and allocates for them up front: a
+    20-byte frame claiming 10^10 items aborts the whole process (a Rust allocation
+    failure, not an exception). Every request is walked by this check first, so a
+    count is only ever believed when the bytes for it are really there."""
+    entity_copier(request_type)(_Cursor(body, copying=False))
