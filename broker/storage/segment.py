@@ -92,6 +92,10 @@ class Segment:
         self.index_path = segment_path(directory, base_offset, INDEX_SUFFIX)
         self.timeindex_path = segment_path(directory, base_offset, TIMEINDEX_SUFFIX)
         self.descriptor = descriptor
+        # segment.ms counts wall-clock time from when this process opened the segment, like
+        # Kafka's LogSegment.created: record timestamps are the producer's and may be old,
+        # and counting from them would roll (and let retention expire) a restarted
+        # partition's active segment at the first tick.
         self.created_ms = created_ms
         self.size_bytes = 0
         self.last_offset = base_offset - 1
@@ -136,7 +140,6 @@ class Segment:
         file_size = os.fstat(descriptor).st_size
         for position, header in segment._scan_valid_batches(file_size):
             segment._account(header, position)
-        segment._set_created_from_first_batch(now_ms)
         cut_bytes = file_size - segment.size_bytes
         if cut_bytes:
             log.warning("%s: cutting %d bytes of torn or corrupt data after offset %d",
@@ -189,13 +192,7 @@ class Segment:
         if time_last is not None:
             self.max_timestamp_ms = time_last[0]
             self.offset_of_max_timestamp = self.base_offset + time_last[1]
-        self.created_ms = _created_ms_from(first_header, self.created_ms)
         return True
-
-    def _set_created_from_first_batch(self, now_ms: int) -> None:
-        if self.size_bytes:
-            first = read_header(os.pread(self.descriptor, BATCH_HEADER_BYTES, 0))
-            self.created_ms = _created_ms_from(first, now_ms)
 
     # -- append ----------------------------------------------------------------------------
 
@@ -383,14 +380,6 @@ def _valid_batch_at(window: FileWindow, position: int, file_size: int) -> BatchH
     except RecordBatchError:
         return None
     return header
-
-
-def _created_ms_from(first_header: BatchHeader, fallback_ms: int) -> int:
-    """segment.ms counts from the first batch's timestamp after a restart (as Kafka does),
-    never from the future."""
-    if first_header.max_timestamp < 0:
-        return fallback_ms
-    return min(first_header.max_timestamp, fallback_ms)
 
 
 def _cut_quietly(descriptor: int, size: int) -> None:
