@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 SAMPLING_RATE_HZ = 200
@@ -62,20 +63,28 @@ class ProfileSession:
         return {"self": top_self_time(text), "inclusive": inclusive_time(text)}
 
 
+def _stacks(collapsed_stacks: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, sample count) of each well-formed line of py-spy's collapsed-stack text."""
+    for line in collapsed_stacks.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack and count_text.isdigit():
+            yield stack.split(";"), int(count_text)
+
+
+def _most_sampled(samples_by_function: collections.Counter[str], total: int, limit: int) -> list[tuple[str, float]]:
+    if total == 0:
+        return []
+    return [(function, 100.0 * count / total) for function, count in samples_by_function.most_common(limit)]
+
+
 def top_self_time(collapsed_stacks: str, limit: int = TOP_FUNCTIONS_SHOWN) -> list[tuple[str, float]]:
     """(function, percent of samples) for the frames most often on top of the stack."""
     samples_by_function: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed_stacks.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for frames, count in _stacks(collapsed_stacks):
         total += count
-        samples_by_function[_without_line_number(stack.split(";")[-1])] += count
-    if total == 0:
-        return []
-    return [(function, 100.0 * count / total) for function, count in samples_by_function.most_common(limit)]
+        samples_by_function[_without_line_number(frames[-1])] += count
+    return _most_sampled(samples_by_function, total, limit)
 
 
 _ROOT_FRAMES = ("<frozen runpy>", "asyncio/runners.py", "broker/cli/", "<module>")  # on every stack
@@ -85,18 +94,12 @@ def inclusive_time(collapsed_stacks: str, limit: int = TOP_FUNCTIONS_SHOWN) -> l
     """(function, percent of samples) for the frames most often anywhere on the stack."""
     samples_by_function: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed_stacks.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for frames, count in _stacks(collapsed_stacks):
         total += count
-        for function in {_without_line_number(frame) for frame in stack.split(";")}:
+        for function in {_without_line_number(frame) for frame in frames}:
             if not any(root in function for root in _ROOT_FRAMES):
                 samples_by_function[function] += count
-    if total == 0:
-        return []
-    return [(function, 100.0 * count / total) for function, count in samples_by_function.most_common(limit)]
+    return _most_sampled(samples_by_function, total, limit)
 
 
 def _without_line_number(frame: str) -> str:

@@ -25,8 +25,24 @@ LATENCY_DRAIN_TIMEOUT_S = 30
 DIGEST_MODULUS = 1 << 64
 
 
+class _Throughput:
+    """Rates of a result that has `messages`, `payload_bytes` and `seconds`."""
+
+    messages: int
+    payload_bytes: int
+    seconds: float
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.payload_bytes / self.seconds / 1e6 if self.seconds else 0.0
+
+
 @dataclass
-class ProduceResult:
+class ProduceResult(_Throughput):
     messages: int
     payload_bytes: int
     seconds: float
@@ -35,30 +51,14 @@ class ProduceResult:
     digest: int
     first_error: str | None = None
 
-    @property
-    def messages_per_second(self) -> float:
-        return self.messages / self.seconds if self.seconds else 0.0
-
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.payload_bytes / self.seconds / 1e6 if self.seconds else 0.0
-
 
 @dataclass
-class ConsumeResult:
+class ConsumeResult(_Throughput):
     messages: int
     payload_bytes: int
     seconds: float
     digest: int
     first_error: str | None = None
-
-    @property
-    def messages_per_second(self) -> float:
-        return self.messages / self.seconds if self.seconds else 0.0
-
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.payload_bytes / self.seconds / 1e6 if self.seconds else 0.0
 
 
 @dataclass

@@ -176,3 +176,41 @@ object_transfer_bytes_per_second_min = 1024 * 1024
 # TieredStorage.tick period in the running broker: how soon a sealed segment starts
 # uploading (and the granularity of cloud_storage.upload_interval).
 tiered_tick_interval_ms = 500
+
+# --- __consumer_offsets cleanup (broker/groups/offsets_cleaner.py) -------------------------
+# A __consumer_offsets partition is rewritten (live state re-appended as a snapshot, every
+# older record deleted) only once its log holds at least this many bytes: below it the
+# replay at start is cheap anyway (~8 MiB of commits replay in well under a second).
+group_log_cleanup_bytes_min = 8 * 1024 * 1024
+# ...and only once the log is at least this many times the size of its live state as a
+# snapshot (Kafka's min.cleanable.dirty.ratio 0.5 means the same 2x): bounds the log to
+# about twice its live state and the rewrite cost to one snapshot per doubling.
+group_log_cleanup_growth_ratio = 2
+# One partition's log size is checked per this interval (round-robin): a tick costs one
+# partition's segment list at most, never a scan of every partition.
+group_log_cleanup_check_interval_ms = 1_000
+# Snapshot records go into batches of at most this many key + value bytes: bounded batch
+# allocations for a large partition, and well below group_log_batch_bytes_max.
+group_log_snapshot_batch_bytes = 1024 * 1024
+
+# --- Tiered storage: reads and DeleteRecords on the cold tier (shadow_indexing/, tiered/) ---
+# One remote read or cold-tier ListOffsets lookup gives up after this long (a frozen bucket
+# becomes KAFKA_STORAGE_ERROR for that partition, which clients retry) so the answer
+# arrives well inside clients' request timeouts (30 s in Java and librdkafka).
+remote_read_deadline_ms = 10_000
+# DeleteRecords on a remote-enabled topic waits this long for the bucket's manifest to
+# take the new start offset before answering KAFKA_STORAGE_ERROR (the archiver keeps
+# trying in the background; reads below the offset are refused meanwhile).
+remote_delete_records_wait_ms = 10_000
+# Upload rounds (each up to upload_segments_per_tick_max segments and one manifest write)
+# one partition runs back to back within one tick while a backlog remains: a backlog of
+# small segments drains at upload speed, not at one round per tiered_tick_interval_ms.
+upload_rounds_per_tick_max = 8
+
+# --- Kafka connections: pipelined requests (broker/server.py) -------------------------------
+# Frame bytes held by one connection's in-flight requests (started, response not written).
+# With connection_inflight_requests_max pipelined produce requests of up to 1 MiB each
+# (librdkafka's and Java's batch sizes) a connection stays within it; beyond it the
+# connection stops reading until responses are written. One request is always let in,
+# whatever its size (request_frame_bytes_max bounds that).
+connection_inflight_bytes_max = 32 * 1024 * 1024

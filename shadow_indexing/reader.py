@@ -12,11 +12,18 @@ frame of a compressed segment) through the on-disk LRU ChunkCache; missing conse
 chunks are fetched with ONE ranged GET. A reader that continues where its previous read
 ended is sequential: the next chunks are prefetched in the background (bounded). Every
 returned batch's CRC is checked.
+
+The readable start is the manifest's start_offset raised to `start_floor(topic, partition)`
+(DeleteRecords not yet, or never, written to the manifest): nothing below it is served,
+listed or found by timestamp. Every public call gives up after
+limits.remote_read_deadline_ms with RemoteStorageUnavailable, so a frozen bucket costs a
+client one retriable error, never a request timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,6 +45,7 @@ from tiered.segment_format import (
 log = logging.getLogger("shoal.shadow_indexing")
 
 ManifestSource = Callable[[str, int], Awaitable[PartitionManifest | None]]
+StartFloor = Callable[[str, int], int]  # (topic, partition) -> no offset below it is readable
 _PARSED_INDEXES_MAX = 512  # parsed offset/time indexes and frame tables kept in memory
 
 
@@ -90,9 +98,11 @@ class _SegmentBytes:
 class RemoteReader:
     def __init__(self, store: ObjectStore, manifests: ManifestSource, cache: ChunkCache,
                  chunk_size_bytes: int = limits.remote_chunk_bytes_default,
-                 prefetch_chunks: int = limits.remote_prefetch_chunks_default) -> None:
+                 prefetch_chunks: int = limits.remote_prefetch_chunks_default,
+                 start_floor: StartFloor | None = None) -> None:
         self.store = store
         self._manifests = manifests
+        self._start_floor = start_floor or _no_floor
         self.cache = cache
         self.chunk_size_bytes = chunk_size_bytes
         self.prefetch_chunks = prefetch_chunks
@@ -108,17 +118,16 @@ class RemoteReader:
     async def read(self, topic: str, partition: int, offset: Offset | int, max_bytes: int) -> bytes:
         """Whole batches from the batch holding `offset`; b"" past the remote end.
         Raises OffsetOutOfRange below the remote start offset, RemoteStorageUnavailable
-        when the bucket cannot be read."""
-        try:
+        when the bucket cannot be read or does not answer in time."""
+        async with _bucket_answer(f"{topic}/{partition} offset {offset}"):
             return await self._read(topic, partition, offset, max_bytes)
-        except ObjectStoreError as error:
-            raise RemoteStorageUnavailable(f"{topic}/{partition} offset {offset}: {error}") from error
 
     async def _read(self, topic: str, partition: int, offset: Offset | int, max_bytes: int) -> bytes:
         manifest = await self._manifest_or_empty(topic, partition)
-        if offset < manifest.start_offset:
+        readable_start = self._readable_start(manifest)
+        if offset < readable_start:
             raise OffsetOutOfRange(f"{topic}/{partition}: offset {offset} is below the remote "
-                                   f"start offset {manifest.start_offset}")
+                                   f"start offset {readable_start}")
         segment = manifest.segment_for(int(offset))
         output = bytearray()
         wanted_offset = int(offset)
@@ -138,29 +147,36 @@ class RemoteReader:
         self.metrics.bytes_read += len(output)
         return bytes(output)
 
-    async def offset_for_timestamp(self, topic: str, partition: int,
-                                   timestamp_ms: int) -> tuple[Offset, int] | None:
-        """First (offset, timestamp) in the cold tier with timestamp >= timestamp_ms."""
-        try:
+    async def offset_for_timestamp(self, topic: str, partition: int, timestamp_ms: int,
+                                   below_offset: int | None = None) -> tuple[Offset, int] | None:
+        """First (offset, timestamp) in the cold tier with timestamp >= timestamp_ms, at or
+        above the readable start. With `below_offset` (the local log start) only segments
+        starting below it are searched: the rest is local too, and the bucket is not asked."""
+        async with _bucket_answer(f"{topic}/{partition} timestamp {timestamp_ms}"):
             manifest = await self._manifest_or_empty(topic, partition)
+            readable_start = self._readable_start(manifest)
             for segment in manifest.segments:
-                if segment.max_timestamp_ms >= timestamp_ms:
-                    found = await self._find_timestamp_in(segment, timestamp_ms)
+                if below_offset is not None and segment.base_offset >= below_offset:
+                    break
+                if segment.max_timestamp_ms >= timestamp_ms and segment.last_offset >= readable_start:
+                    found = await self._find_timestamp_in(segment, timestamp_ms, readable_start)
                     if found is not None:
                         return found
             return None
-        except ObjectStoreError as error:
-            raise RemoteStorageUnavailable(f"{topic}/{partition} timestamp {timestamp_ms}: {error}") from error
 
     async def start_offset(self, topic: str, partition: int) -> Offset | None:
-        """First offset readable from the cold tier; None when it holds nothing yet."""
-        try:
+        """First offset readable from the cold tier; None when it holds nothing readable."""
+        async with _bucket_answer(f"{topic}/{partition}"):
             manifest = await self._manifests(topic, partition)
-        except ObjectStoreError as error:
-            raise RemoteStorageUnavailable(f"{topic}/{partition}: {error}") from error
         if manifest is None or not manifest.segments:
             return None
-        return Offset(manifest.start_offset)
+        readable_start = self._readable_start(manifest)
+        if readable_start > manifest.segments[-1].last_offset:
+            return None
+        return Offset(readable_start)
+
+    def _readable_start(self, manifest: PartitionManifest) -> int:
+        return max(manifest.start_offset, int(self._start_floor(manifest.topic, manifest.partition)))
 
     async def close(self) -> None:
         for task in list(self._prefetch_tasks):
@@ -210,17 +226,18 @@ class RemoteReader:
                       "remote batch outside its segment", segment.data_key, header.base_offset)
             position += header.size
 
-    async def _find_timestamp_in(self, segment: RemoteSegment, timestamp_ms: int) -> tuple[Offset, int] | None:
+    async def _find_timestamp_in(self, segment: RemoteSegment, timestamp_ms: int,
+                                 min_offset: int) -> tuple[Offset, int] | None:
         time_index = await self._time_index(segment)
         source = _SegmentBytes(self, segment)
-        position = await self._position_of(source, time_index.floor_offset_before(timestamp_ms))
+        position = await self._position_of(source, max(time_index.floor_offset_before(timestamp_ms), min_offset))
         while position < segment.size_bytes:
             size = batch_size_at(await source.slice(position, BATCH_HEADER_BYTES), 0)
             batch = await source.slice(position, size)
             header = checked_header(batch, 0)
             if header.max_timestamp >= timestamp_ms:
                 for record in iter_records(batch):
-                    if record.timestamp >= timestamp_ms:
+                    if record.timestamp >= timestamp_ms and record.offset >= min_offset:
                         return Offset(record.offset), record.timestamp
             position += size
         return None
@@ -309,8 +326,12 @@ class RemoteReader:
                 future.set_result(result[index])
             return result
         except BaseException as error:
+            # Readers sharing this GET see a store error even when it was our deadline or
+            # cancellation that stopped it: their own task was not cancelled.
+            shared = error if isinstance(error, Exception) else ObjectStoreError(
+                f"ranged GET of {segment.data_key} abandoned by the reader that issued it")
             for future in futures.values():
-                future.set_exception(error)
+                future.set_exception(shared)
                 future.exception()  # retrieved: an unshared failure is not "never retrieved"
             raise
         finally:
@@ -381,6 +402,24 @@ class RemoteReader:
             start = manifest.start_offset if manifest else 0
             return manifest or PartitionManifest(topic=topic, partition=partition, start_offset=start)
         return manifest
+
+
+def _no_floor(topic: str, partition: int) -> int:
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _bucket_answer(what: str):
+    """Object-store failures and a missed limits.remote_read_deadline_ms become
+    RemoteStorageUnavailable (Kafka's KAFKA_STORAGE_ERROR for one partition)."""
+    try:
+        async with asyncio.timeout(limits.remote_read_deadline_ms / 1000):
+            yield
+    except ObjectStoreError as error:
+        raise RemoteStorageUnavailable(f"{what}: {error}") from error
+    except TimeoutError as error:
+        raise RemoteStorageUnavailable(f"{what}: no answer from the bucket within "
+                                       f"{limits.remote_read_deadline_ms} ms") from error
 
 
 def _consecutive_runs(indexes: list[int]) -> list[list[int]]:

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tests.support import BrokerProcess
+from tests.support import running_broker
 
 
 def pytest_collection_modifyitems(config, items):
@@ -16,11 +16,5 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def broker(tmp_path):
     """A fresh single-node broker process; stopped (SIGTERM, then SIGKILL) afterwards."""
-    process = BrokerProcess(tmp_path / "node0").start()
-    try:
+    with running_broker(tmp_path / "node0") as process:
         yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()

@@ -17,6 +17,7 @@ from broker.config import NodeConfig
 from broker.groups.coordinator import GroupCoordinator, OffsetCommitEntry, OffsetCommitRequest
 from broker.groups.group import JoinResult, SyncResult
 from broker.groups.membership import JoinRequest, MembershipSettings, SyncRequest
+from broker.groups.offsets_cleaner import CleanupSettings
 from broker.groups.offsets_log import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, OffsetsLog
 from broker.ids import LeaderEpoch
 from broker.storage.log_manager import LogManager
@@ -46,11 +47,13 @@ class CoordinatorHarness:
     """A GroupCoordinator over real DiskPartitionLogs; `restart()` replays them afresh."""
 
     def __init__(self, directory: Path, settings: MembershipSettings | None = None,
-                 existing_topics: dict[str, int] | None = None) -> None:
+                 existing_topics: dict[str, int] | None = None,
+                 cleanup: CleanupSettings | None = None) -> None:
         self.directory = directory
         self.clock = ManualClock()
         self.settings = settings or MembershipSettings(initial_rebalance_delay_ms=3000)
         self.existing_topics = existing_topics
+        self.cleanup = cleanup or CleanupSettings()
         self.manager: LogManager | None = None
         self.coordinator: GroupCoordinator | None = None
 
@@ -66,7 +69,7 @@ class CoordinatorHarness:
         await self.manager.start()
         logs = [await self.manager.create(OFFSETS_TOPIC, partition, log_config) for partition in range(PARTITIONS)]
         self.offsets_log = OffsetsLog(logs, [LeaderEpoch(0)] * PARTITIONS, self.clock)
-        self.coordinator = GroupCoordinator(self.clock, self.settings, self._topic_exists)
+        self.coordinator = GroupCoordinator(self.clock, self.settings, self._topic_exists, self.cleanup)
         if load:
             await self.coordinator.load(self.offsets_log)
         return self.coordinator
@@ -154,3 +157,22 @@ class CoordinatorHarness:
         await self.coordinator.drain()
         assert all(responses and responses[0].error == 0 for responses in syncs), syncs
         return member_ids, generation
+
+
+def observable_state(coordinator: GroupCoordinator) -> dict:
+    """Everything a replay of __consumer_offsets restores, as JSON-friendly values: compare
+    two replays (live memory also holds what is not logged, e.g. every offered protocol)."""
+    state = {}
+    for group_id, group in sorted(coordinator.groups.items()):
+        state[group_id] = {
+            "state": group.state.value, "generation": group.generation_id,
+            "protocol_type": group.protocol_type, "protocol": group.protocol_name, "leader": group.leader_id,
+            "members": [[member.member_id, member.group_instance_id, member.client_id, member.client_host,
+                         member.session_timeout_ms, member.rebalance_timeout_ms,
+                         [[name, metadata.hex()] for name, metadata in member.protocols], member.assignment.hex()]
+                        for member in group.members.values()],
+            "offsets": {f"{topic}/{partition}": [committed.offset, committed.leader_epoch, committed.metadata,
+                                                 committed.commit_timestamp_ms]
+                        for (topic, partition), committed in sorted(group.offsets.items())},
+        }
+    return state

@@ -9,12 +9,16 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHOAL = [sys.executable, "-m", "broker.cli.main"]
+BASE_TIMESTAMP_MS = 1_700_000_000_000
 
 
 def free_port() -> int:
@@ -44,6 +48,40 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("closed")
         data += chunk
     return data
+
+
+def wait_until(condition, what="condition", timeout_s: float = 30.0, interval_s: float = 0.05) -> None:
+    """Polls `condition` until true or the deadline. `what` is a string or a function giving
+    one, called only on failure (to show the state at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"not within {timeout_s:.0f}s: {what() if callable(what) else what}")
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, str] | None = None) -> None:
+    """Creates a topic (replication factor 1) with confluent-kafka's AdminClient and waits for it."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = NewTopic(name, partitions, 1, config=config or {})
+    for future in admin.create_topics([topic], request_timeout=15).values():
+        future.result(20)
+
+
+def sample_messages(count: int, tag: str, value_repeat_cycle: int) -> list[tuple]:
+    """(key, value, headers, timestamp) tuples for client round trips: null values, null keys
+    (never both: clients need one), empty header values, and value sizes that cycle
+    through `value_repeat_cycle` lengths (so batches mix sizes)."""
+    messages = []
+    for index in range(count):
+        value = None if index % 5 == 2 else f"value-{tag}-{index}-".encode() * (index % value_repeat_cycle + 1)
+        key = None if index % 7 == 3 and value is not None else f"key-{tag}-{index}".encode()
+        headers = [("trace", f"t{index}".encode()), ("empty", b"")] if index % 2 else []
+        messages.append((key, value, headers, BASE_TIMESTAMP_MS + index))
+    return messages
 
 
 class BrokerProcess:
@@ -110,3 +148,33 @@ class BrokerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        """SIGTERM, then SIGKILL whatever is left (also when stop() raised)."""
+        try:
+            self.stop()
+        finally:
+            self.kill()
+
+
+@contextmanager
+def running_broker(data_dir: Path, extra_config: dict | None = None, node_id: int = 0) -> Iterator[BrokerProcess]:
+    """A started BrokerProcess, closed (SIGTERM, then SIGKILL) when the block ends."""
+    process = BrokerProcess(data_dir, extra_config, node_id).start()
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def module_broker(name: str, **config):
+    """A module-scoped fixture: one broker process (config keys as in a node's YAML) shared
+    by every test of the module, in a temporary directory named after `name`. Use it as
+    `broker = module_broker("kcat")`; the fixture takes the name it is assigned to."""
+
+    @pytest.fixture(scope="module")
+    def shared_broker(tmp_path_factory) -> Iterator[BrokerProcess]:
+        with running_broker(tmp_path_factory.mktemp(name) / "node0", config) as process:
+            yield process
+
+    return shared_broker

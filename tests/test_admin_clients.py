@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (
     AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewPartitions, NewTopic)
 
-from tests.support import BrokerProcess
+from tests.support import module_broker
 
 _names = itertools.count()
 REQUEST_TIMEOUT_S = 10
@@ -20,18 +20,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("admin-clients") / "node0",
-                            extra_config={"cloud_storage": None, "default_partitions": 3})
-    process.start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+node = module_broker("admin-clients", cloud_storage=None, default_partitions=3)
 
 
 @pytest.fixture(scope="module")

@@ -9,37 +9,24 @@ import time
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker.admin_http import AdminHttpServer
 from broker.app import Broker
 from broker.config import build_config
 from tests.admin_support import http_get
-from tests.support import BrokerProcess
+from tests.support import create_topic, module_broker
 
 MESSAGES = 5
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("admin-http") / "node0",
-                            extra_config={"cloud_storage": None, "log": {"segment_bytes": "64KiB"}})
-    process.start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+node = module_broker("admin-http", cloud_storage=None, log={"segment_bytes": "64KiB"})
 
 
 @pytest.fixture(scope="module")
 def topic_with_data(node):
     """A 2-partition topic with MESSAGES records in partition 0."""
     name = "http-orders"
-    admin = AdminClient({"bootstrap.servers": node.bootstrap})
-    admin.create_topics([NewTopic(name, 2, 1, config={"retention.ms": "3600000"})])[name].result(timeout=10)
+    create_topic(node.bootstrap, name, 2, config={"retention.ms": "3600000"})
     producer = Producer({"bootstrap.servers": node.bootstrap, "linger.ms": 0})
     for index in range(MESSAGES):
         producer.produce(name, value=f"order-{index}".encode(), partition=0)

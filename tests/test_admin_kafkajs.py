@@ -29,10 +29,7 @@ def test_kafkajs_admin_scenario(tmp_path):
         assert completed.returncode == 0, completed.stderr[-3000:] + "\nbroker log:\n" + process.log_text()
         report = json.loads(completed.stdout.strip().splitlines()[-1])
     finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+        process.close()
     assert report["created"] is True
     assert report["duplicate"] is False  # kafkajs' answer to TOPIC_ALREADY_EXISTS
     assert report["compact"]["type"] == "INVALID_CONFIG"

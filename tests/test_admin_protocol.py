@@ -14,8 +14,9 @@ from kio.schema.errors import ErrorCode
 from broker.handlers import (
     alter_configs, create_partitions, create_topics, delete_topics, describe_cluster, describe_configs,
     describe_log_dirs, incremental_alter_configs)
-from tests.admin_support import KioClient, build, nested, request_class
-from tests.support import BrokerProcess
+from broker.protocol.kio_build import build
+from tests.support import BrokerProcess, module_broker
+from tests.wire_client import WireClient, nested, request_class
 
 TIMEOUT = datetime.timedelta(seconds=5)
 TOPIC, BROKER = 2, 4
@@ -27,24 +28,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    """One broker for the whole module; no cold tier (these tests need none)."""
-    process = BrokerProcess(tmp_path_factory.mktemp("admin") / "node0",
-                            extra_config={"cloud_storage": None, "default_partitions": 2})
-    process.start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+node = module_broker("admin", cloud_storage=None, default_partitions=2)  # no cold tier: these tests need none
 
 
 @pytest.fixture
 def client(node):
-    with KioClient(node.kafka_port) as connection:
+    with WireClient(node.kafka_port) as connection:
         yield connection
 
 
@@ -393,7 +382,7 @@ def test_recovery_request_reaches_tiered_storage(tmp_path):
     (an empty bucket: the topic starts empty with the node's default partition count)."""
     process = BrokerProcess(tmp_path / "node0").start()  # embedded defaults: file:// cold tier
     try:
-        with KioClient(process.kafka_port) as connection:
+        with WireClient(process.kafka_port) as connection:
             name = unique("recovered")
             result = create(connection, name, -1, -1, {"redpanda.remote.recovery": "true"})
             assert (result.error_code, result.error_message) == (ErrorCode.none, None)
@@ -401,7 +390,4 @@ def test_recovery_request_reaches_tiered_storage(tmp_path):
             configs = config_values(connection, name)
             assert configs["shoal.remote.recovery"] == ("true", 1)
     finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+        process.close()

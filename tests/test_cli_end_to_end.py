@@ -15,7 +15,7 @@ import time
 import pytest
 
 from broker.handlers.registry import HANDLERS
-from tests.support import REPO, SHOAL, BrokerProcess
+from tests.support import REPO, SHOAL, BrokerProcess, module_broker
 
 METADATA, PRODUCE, FETCH, LIST_OFFSETS, CREATE_TOPICS, DELETE_TOPICS = 3, 0, 1, 2, 19, 20
 DESCRIBE_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 44
@@ -37,16 +37,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
-@pytest.fixture(scope="module")
-def cli_broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("cli") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+cli_broker = module_broker("cli")
 
 
 class Shoal:

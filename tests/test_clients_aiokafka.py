@@ -10,32 +10,16 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tests.support import BrokerProcess
+from tests.support import BASE_TIMESTAMP_MS, module_broker, sample_messages
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
-BASE_TIMESTAMP_MS = 1_700_000_000_000
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("aiokafka") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("aiokafka")
 
 
 def expected_messages(count: int, tag: str) -> list[tuple]:
-    messages = []
-    for index in range(count):
-        value = None if index % 5 == 2 else f"value-{tag}-{index}-".encode() * (index % 9 + 1)
-        key = None if index % 7 == 3 and value is not None else f"key-{tag}-{index}".encode()  # one is required
-        headers = [("trace", f"t{index}".encode()), ("empty", b"")] if index % 2 else []
-        messages.append((key, value, headers, BASE_TIMESTAMP_MS + index))
-    return messages
+    return sample_messages(count, tag, value_repeat_cycle=9)
 
 
 async def produce_all(bootstrap: str, topic: str, messages: list[tuple], **config) -> list[int]:

@@ -11,22 +11,13 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, module_broker
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 BASE_TIMESTAMP_MS = 1_700_000_000_000
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("confluent") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("confluent")
 
 
 def expected_messages(count: int, tag: str) -> list[tuple]:
@@ -155,7 +146,4 @@ def test_acknowledged_data_survives_kill_9(tmp_path):
         more = produce_all(broker.bootstrap, "crash", expected_messages(5, "after"), **{"enable.idempotence": True})
         assert sorted(more) == list(range(300, 305))
     finally:
-        try:
-            broker.stop()
-        finally:
-            broker.kill()
+        broker.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, module_broker
 
 JS_DIRECTORY = Path(__file__).resolve().parent / "js"
 NODE = shutil.which("node")
@@ -20,16 +20,7 @@ pytestmark = pytest.mark.skipif(
     reason="node or kafkajs missing (./dev test installs them: cd tests/js && npm install)")
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("kafkajs") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("kafkajs")
 
 
 def run_scenario(broker: BrokerProcess, topic: str, codec: str, count: int) -> dict:

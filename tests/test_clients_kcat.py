@@ -9,23 +9,14 @@ import subprocess
 
 import pytest
 
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, module_broker
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 pytestmark = pytest.mark.skipif(KCAT is None,
                                 reason="kcat is not installed (./dev test installs it: apt-get install kcat)")
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("kcat") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("kcat")
 
 
 def kcat(broker: BrokerProcess, *arguments: str, stdin: str | None = None) -> str:

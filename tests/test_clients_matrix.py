@@ -47,9 +47,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, create_topic, module_broker, wait_until
 
 # An hour ago, whole seconds: records stamped further back than the default 7-day
 # retention.ms are expired by retention, as Kafka expires them (after a restart Shoal rolls
@@ -72,20 +72,7 @@ def unique(prefix: str) -> str:
 
 # -- brokers ----------------------------------------------------------------------------------
 
-def stopped(process: BrokerProcess) -> None:
-    try:
-        process.stop()
-    finally:
-        process.kill()
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("matrix") / "node0").start()
-    try:
-        yield process
-    finally:
-        stopped(process)
+broker = module_broker("matrix")
 
 
 class FaultProxy:
@@ -223,7 +210,7 @@ def proxied_broker(tmp_path_factory):
         yield process, proxy
     finally:
         try:
-            stopped(process)
+            process.close()
         finally:
             proxy.close()
 
@@ -268,23 +255,6 @@ def varied_records(count: int, partition: int, tag: str, *, null_header_values: 
                 headers.append(("null", None))
         records.append(Record(partition, key, value, tuple(headers), BASE_TIMESTAMP_MS + index * 1000))
     return records
-
-
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=15).values():
-        future.result(20)
-
-
-def wait_until(condition, what, timeout_s: float = WAIT_S, interval_s: float = 0.1) -> None:
-    """`what` is a string or a function giving one, called only on failure (to show the
-    state at the deadline)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"not within {timeout_s:.0f}s: {what() if callable(what) else what}")
 
 
 def run_async(coroutine, timeout_s: float = 60.0):

@@ -14,17 +14,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from broker.config import load_config
+from tests.deploy_support import http_ok, port_open
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = REPO / "deploy" / "local"
@@ -128,20 +127,6 @@ def test_run_cluster_writes_configs_shoal_accepts(tmp_path: Path) -> None:
     assert len({config.cloud_storage.url for config in configs}) == 3
     assert len({config.data_dir for config in configs}) == 3
     assert all(len(config.cluster.seeds) == 3 for config in configs)
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def read_lines_until(process: subprocess.Popen, marker: str, seconds: float) -> list[str]:

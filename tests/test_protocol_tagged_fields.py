@@ -128,7 +128,4 @@ def test_live_broker_answers_requests_with_unknown_tags(tmp_path):
             fetch_response, _ = entity_reader(load_response_schema(1, 12))(body, 0)
             assert fetch_response.responses[0].partitions[0].error_code.value == 0
     finally:
-        try:
-            broker.stop()
-        finally:
-            broker.kill()
+        broker.close()

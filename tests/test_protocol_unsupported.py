@@ -75,7 +75,4 @@ def test_live_broker_answers_unsupported_apis_and_versions(tmp_path):
             # The connection is still usable afterwards.
             assert client.call(request_class(18, 0)()).error_code == ErrorCode.none
     finally:
-        try:
-            broker.stop()
-        finally:
-            broker.kill()
+        broker.close()

@@ -4,11 +4,12 @@ import asyncio
 
 import pytest
 
+from broker import limits
 from broker.storage.api import KafkaStorageError, OffsetOutOfRange
 from shadow_indexing.cache import ChunkCache
 from shadow_indexing.predicate import may_read_from_cloud
 from tests.test_tiered_archiver import Node, fill, settings
-from tests.tiered_support import decode_offsets, local_cloud, moto_s3  # noqa: F401
+from tests.tiered_support import decode_offsets, frozen_safe_moto, local_cloud, moto_s3  # noqa: F401
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -157,5 +158,39 @@ def test_an_unreadable_bucket_is_a_storage_error_not_a_crash(tmp_path):
             (tmp_path / "bucket" / segment.index_key).unlink()
         with pytest.raises(KafkaStorageError):
             await node.tiered.reader.read("history", 0, 0, 1000)
+        await node.tiered.close()
+    asyncio.run(scenario())
+
+
+def test_frozen_bucket_read_gives_up_at_the_deadline_for_every_sharer(tmp_path, frozen_safe_moto, monkeypatch):
+    """A read waiting on a frozen bucket becomes a storage error after
+    limits.remote_read_deadline_ms; a second reader sharing its ranged GET gets a storage
+    error too (never a stray cancellation)."""
+    monkeypatch.setattr(limits, "remote_read_deadline_ms", 1000)
+    monkeypatch.setattr(limits, "object_request_deadline_ms", 10_000)
+    server = frozen_safe_moto
+    cloud = server.cloud_config(server.new_bucket(), chunk_size_bytes=2048, cache_dir=str(tmp_path / "cache"))
+
+    async def scenario():
+        node, log = await archived_node(tmp_path, cloud)
+        reader = node.tiered.reader
+        reader.prefetch_chunks = 0  # the GET below must be the first reader's own
+        await reader.read("history", 0, 0, 100)  # offset index of the first segment now cached
+        server.freeze()
+        try:
+            started = asyncio.get_running_loop().time()
+
+            async def late_reader():
+                await asyncio.sleep(0.5)  # joins the first reader's GET in flight
+                return await reader.read("history", 0, 20, 5000)
+
+            outcomes = await asyncio.gather(reader.read("history", 0, 20, 5000), late_reader(),
+                                            return_exceptions=True)
+            elapsed = asyncio.get_running_loop().time() - started
+        finally:
+            server.thaw()
+        assert all(isinstance(outcome, KafkaStorageError) for outcome in outcomes), outcomes
+        assert elapsed < 3.0
+        assert decode_offsets(await reader.read("history", 0, 20, 5000))[0][0] <= 20  # back once thawed
         await node.tiered.close()
     asyncio.run(scenario())

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from broker import limits
 from broker.clock import ManualClock
 from tests.tiered_support import (  # noqa: F401  (moto_s3 is a fixture)
     FileSegmentLog, local_cloud, moto_s3, node_config,
@@ -81,6 +82,21 @@ def test_sealed_segments_are_archived_and_reported(tmp_path, cloud):
         metrics = node.tiered.render_prometheus()
         assert 'shoal_tiered_archived_offset{partition="0",topic="orders"}' in metrics
         assert "shoal_cloud_storage_requests_total" in metrics
+        await node.tiered.close()
+    asyncio.run(scenario())
+
+
+def test_a_backlog_drains_in_rounds_within_one_tick(tmp_path, cloud):
+    async def scenario():
+        node = Node(tmp_path, cloud)
+        log = node.create_log("backlog", 0, segment_bytes=1024)
+        fill(log, 3 * limits.upload_segments_per_tick_max, records=5)
+        sealed = [segment for segment in log.segments() if segment.sealed]
+        assert len(sealed) > 2 * limits.upload_segments_per_tick_max
+        await node.settle(ticks=1)
+        archiver = node.tiered._archivers[("backlog", 0)]
+        assert log.archived_offset == sealed[-1].last_offset
+        assert archiver.stats.manifest_writes == -(-len(sealed) // limits.upload_segments_per_tick_max)
         await node.tiered.close()
     asyncio.run(scenario())
 
@@ -166,6 +182,7 @@ def test_remote_retention_by_bytes_removes_manifest_entries_then_objects(tmp_pat
         assert after.segments == before[expected_drop:]
         assert after.start_offset == before[expected_drop].base_offset
         assert after.last_offset == before[-1].last_offset
+        assert log.log_start_offset == after.start_offset  # the local log follows the remote start
         keys = {info.key async for info in node.tiered.store.list("")}
         for segment in before[:expected_drop]:
             assert not set(segment.object_keys()) & keys

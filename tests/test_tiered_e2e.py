@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -16,11 +17,15 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.errors import ErrorCode
 
+from broker.protocol.kio_build import build
 from tests.support import REPO, SHOAL, BrokerProcess
-from tests.tiered_support import frozen_safe_moto, moto_s3  # noqa: F401  (fixtures)
+from tests.tiered_support import FailingS3Proxy, frozen_safe_moto, moto_s3  # noqa: F401  (fixtures)
+from tests.wire_client import WireClient, request_class
 from tiered.manifest import PartitionManifest
 
+LIST_OFFSETS = 2
 SEGMENT_BYTES = 64 * 1024
 LOCAL_RETENTION_BYTES = 128 * 1024
 TOPIC_CONFIGS = {"segment.bytes": str(SEGMENT_BYTES), "local.retention.bytes": str(LOCAL_RETENTION_BYTES),
@@ -50,8 +55,10 @@ def create_topic(broker: BrokerProcess, name: str, partitions: int = 1, configs:
     futures[name].result(timeout=20)
 
 
-def produce(broker: BrokerProcess, topic: str, count: int, value_bytes: int, partitions: int = 1) -> dict:
-    """Produce `count` messages; returns {(partition, offset): (timestamp_ms, value)} from delivery reports."""
+def produce(broker: BrokerProcess, topic: str, count: int, value_bytes: int, partitions: int = 1,
+            base_time_ms: int | None = None) -> dict:
+    """Produce `count` messages, message i with timestamp base_time_ms + i (default: an hour
+    ago); returns {(partition, offset): (timestamp_ms, value)} from delivery reports."""
     delivered: dict = {}
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "acks": "all",
                          "compression.type": "none", "batch.size": 16384})
@@ -60,7 +67,7 @@ def produce(broker: BrokerProcess, topic: str, count: int, value_bytes: int, par
         assert error is None, error
         delivered[(message.partition(), message.offset())] = (message.timestamp()[1], message.value())
 
-    base_time = int(time.time() * 1000) - 3_600_000
+    base_time = int(time.time() * 1000) - 3_600_000 if base_time_ms is None else base_time_ms
     for index in range(count):
         value = f"{index:08d}:".encode() + bytes([65 + index % 26]) * (value_bytes - 9)
         producer.produce(topic, value=value, partition=index % partitions, timestamp=base_time + index,
@@ -110,7 +117,7 @@ def test_history_lives_in_the_bucket_and_reads_back_exactly(tmp_path, kind, requ
     broker = start_broker(tmp_path / "node", cloud)
     try:
         create_topic(broker, "history", partitions=2)
-        produced = produce(broker, "history", 12_000, 500, partitions=2)  # ~6 MB
+        produced = produce(broker, "history", 20_000, 1024, partitions=2)  # ~20 MiB
         status = wait_archived(broker, "history", 2)
         time.sleep(2.5)  # two housekeeping ticks: local retention drops archived segments
         # (their files linger limits.segment_delete_delay_ms for in-flight reads, so the
@@ -120,7 +127,7 @@ def test_history_lives_in_the_bucket_and_reads_back_exactly(tmp_path, kind, requ
         for entry in after_retention:
             assert entry["bytes_local"] <= LOCAL_RETENTION_BYTES + 2 * SEGMENT_BYTES
             assert entry["local_start_offset"] > 0
-        assert sum(entry["bytes_remote"] for entry in status) > 5_000_000
+        assert sum(entry["bytes_remote"] for entry in status) > 20_000 * 1024
         consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "watermarks"})
         assert consumer.get_watermark_offsets(TopicPartition("history", 0), timeout=10)[0] == 0
         consumer.close()
@@ -201,54 +208,144 @@ def run_cli(broker: BrokerProcess, *arguments: str) -> str:
     return completed.stdout
 
 
-def produce_through_freeze(tmp_path, server, freeze_seconds: float) -> None:
-    """Producers keep going while the S3 endpoint is frozen; nothing is lost; archiving
-    catches up after it thaws."""
+def list_offsets_by_timestamp(broker: BrokerProcess, topic: str, timestamps: dict[int, int]) -> dict:
+    """{partition: (error_code, offset)} from one ListOffsets v7 request (raw wire client:
+    real clients retry KAFKA_STORAGE_ERROR themselves, and the test wants to see it)."""
+    version = 7
+    partition_class = request_class(LIST_OFFSETS, version, "ListOffsetsPartition")
+    topic_class = request_class(LIST_OFFSETS, version, "ListOffsetsTopic")
+    request = build(request_class(LIST_OFFSETS, version), replica_id=-1, isolation_level=0, topics=(
+        build(topic_class, name=topic, partitions=tuple(
+            build(partition_class, partition_index=partition, timestamp=timestamp, current_leader_epoch=-1,
+                  max_num_offsets=1) for partition, timestamp in timestamps.items())),))
+    with WireClient(broker.kafka_port, timeout_s=40) as client:
+        response = client.call(request)
+    return {entry.partition_index: (entry.error_code, entry.offset) for entry in response.topics[0].partitions}
+
+
+class OutageProducer:
+    """Produces ~1 KiB messages to both partitions as fast as one loop turn allows, timing
+    each from produce() to its delivery report, and samples the tiered status meanwhile."""
+
+    def __init__(self, broker: BrokerProcess, topic: str) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "acks": "all"})
+        self.latencies: list[float] = []
+        self.delivered: dict = {}
+        self.sent = 0
+        self.status_samples: list[dict] = []
+
+    def run_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        next_sample = 0.0
+        while time.monotonic() < deadline:
+            sent_at = time.monotonic()
+            value = f"outage-{self.sent:08d}:".encode() + b"o" * 1000
+            self.producer.produce(self.topic, value=value, partition=self.sent % 2,
+                                  on_delivery=lambda error, message, sent_at=sent_at: self._delivered(
+                                      error, message, sent_at))
+            self.sent += 1
+            self.producer.poll(0.01)
+            if time.monotonic() >= next_sample:
+                next_sample = time.monotonic() + 1.0
+                self.status_samples.extend(tiered_status(self.broker, self.topic))
+
+    def _delivered(self, error, message, sent_at: float) -> None:
+        self.latencies.append(time.monotonic() - sent_at if error is None else float("inf"))
+        if error is None:
+            self.delivered[(message.partition(), message.offset())] = (message.timestamp()[1], message.value())
+
+    def finish(self) -> None:
+        assert self.producer.flush(30) == 0
+
+
+def tiered_status(broker: BrokerProcess, topic: str) -> list[dict]:
+    return [entry for entry in admin_json(broker, "/v1/tiered/status")["partitions"] if entry["topic"] == topic]
+
+
+def outage_scenario(tmp_path: Path, server, frozen_seconds: float, failing_seconds: float) -> None:
+    """The S3 endpoint frozen (SIGSTOP), then failing (503 to every request): producers
+    never stall, no unarchived segment is deleted, a cold-tier ListOffsets answers
+    KAFKA_STORAGE_ERROR for that partition only and in bounded time, archiving catches up
+    and every message reads back."""
     bucket = server.new_bucket()
-    cloud = server.yaml_section(bucket, upload_interval="1s")
+    proxy = FailingS3Proxy(server.port).start()
+    cloud = dict(server.yaml_section(bucket, upload_interval="1s", chunk_size="64KiB"), endpoint=proxy.endpoint)
     broker = start_broker(tmp_path / "node", cloud)
     try:
-        create_topic(broker, "outage")
-        produced = produce(broker, "outage", 1500, 500)
-        wait_archived(broker, "outage", 1)
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "acks": "all"})
-        latencies: list[float] = []
+        create_topic(broker, "outage", partitions=2)
+        history = produce(broker, "outage", 1200, 1024, partitions=2)  # ~600 KiB per partition
+        wait_archived(broker, "outage", 2)
+        wait_for(lambda: all(entry["local_start_offset"] > 20 for entry in tiered_status(broker, "outage")),
+                 "local retention never dropped the archived history")
+        old_timestamp = history[(0, 5)][0]  # only in the bucket, never read: nothing cached
+        outage_began_ms = int(time.time() * 1000)
+        writer = OutageProducer(broker, "outage")
+        lookup: dict = {}
         server.freeze()
         try:
-            deadline = time.monotonic() + freeze_seconds
-            index = 0
-            while time.monotonic() < deadline:
-                sent = time.monotonic()
-                producer.produce("outage", value=f"during-{index}".encode() + b"x" * 500,
-                                 on_delivery=lambda error, message, sent=sent: latencies.append(
-                                     time.monotonic() - sent if error is None else float("inf")))
-                producer.poll(0.01)
-                index += 1
-            assert producer.flush(30) == 0
-            status = [entry for entry in admin_json(broker, "/v1/tiered/status")["partitions"]
-                      if entry["topic"] == "outage"][0]
-            assert status["upload_lag_bytes"] > 0 and status["archived_offset"] < status["high_watermark"] - 1
+            lookup_thread = threading.Thread(target=lambda: lookup.update(timed(
+                list_offsets_by_timestamp, broker, "outage", {0: old_timestamp, 1: outage_began_ms})))
+            lookup_thread.start()
+            writer.run_for(frozen_seconds)
+            lookup_thread.join(timeout=30)
         finally:
             server.thaw()
-        # S3 calls have a 30 s deadline: a producer waiting on the bucket would show it
-        assert len(latencies) == index and max(latencies) < 5.0, f"producers stalled: {max(latencies):.2f}s"
-        wait_archived(broker, "outage", 1, timeout_s=90)
-        total = len(produced) + index
-        consumed = consume_all(broker, "outage", total)
-        assert len(consumed) == total
-        assert sorted(offset for (_, offset) in consumed) == list(range(total))
+        proxy.fail()
+        try:
+            writer.run_for(failing_seconds)
+        finally:
+            proxy.recover()
+        writer.finish()
+        during = tiered_status(broker, "outage")
+        print(f"outage: {writer.sent} messages, slowest produce {max(writer.latencies):.3f}s, "
+              f"ListOffsets answered in {lookup.get('seconds', -1):.1f}s, 503s sent {proxy.failures_sent}, "
+              f"local bytes {[entry['bytes_local'] for entry in during]}")
+        assert lookup["result"][0][0] == ErrorCode.kafka_storage_error, lookup
+        assert lookup["result"][1][0] == ErrorCode.none and lookup["result"][1][1] >= history_end(history, 1), lookup
+        assert lookup["seconds"] < 20, f"ListOffsets waited {lookup['seconds']:.1f}s on the frozen bucket"
+        assert proxy.failures_sent > 0
+        assert len(writer.latencies) == writer.sent and max(writer.latencies) < 5.0, \
+            f"producers stalled: {max(writer.latencies):.2f}s"
+        for sample in writer.status_samples:  # local never ran ahead of the bucket
+            assert sample["local_start_offset"] <= sample["archived_offset"] + 1, sample
+        assert all(entry["bytes_local"] > 4 * LOCAL_RETENTION_BYTES for entry in during)  # local grew instead
+        wait_archived(broker, "outage", 2, timeout_s=90)
+        after = list_offsets_by_timestamp(broker, "outage", {0: old_timestamp})
+        assert after[0] == (ErrorCode.none, 5)
+        produced = {**history, **writer.delivered}
+        consumed = consume_all(broker, "outage", len(produced))
+        assert consumed == produced
     finally:
         broker.stop()
         broker.kill()
+        proxy.stop()
 
 
-def test_frozen_s3_never_stalls_producers(tmp_path, frozen_safe_moto):
-    produce_through_freeze(tmp_path, frozen_safe_moto, freeze_seconds=6)
+def history_end(delivered: dict, partition: int) -> int:
+    return max(offset for (each, offset) in delivered if each == partition) + 1
+
+
+def timed(function, *arguments) -> dict:
+    started = time.monotonic()
+    return {"result": function(*arguments), "seconds": time.monotonic() - started}
+
+
+def wait_for(condition, message: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.3)
+
+
+def test_s3_frozen_then_failing_never_stalls_producers_nor_loses_data(tmp_path, frozen_safe_moto):
+    outage_scenario(tmp_path, frozen_safe_moto, frozen_seconds=20, failing_seconds=10)
 
 
 @pytest.mark.soak
-def test_frozen_s3_for_tens_of_seconds(tmp_path, frozen_safe_moto):
-    produce_through_freeze(tmp_path, frozen_safe_moto, freeze_seconds=40)
+def test_s3_frozen_and_failing_for_a_minute_and_a_half(tmp_path, frozen_safe_moto):
+    outage_scenario(tmp_path, frozen_safe_moto, frozen_seconds=60, failing_seconds=30)
 
 
 def test_deleted_topic_takes_its_history_and_a_new_one_starts_fresh(tmp_path, request):

@@ -54,6 +54,24 @@ def test_manifest_round_trip_and_lookup():
     assert emptied.segments == [] and emptied.start_offset == 40 and emptied.next_offset == 40
 
 
+def test_start_offset_moves_forward_only_and_drops_whole_segments_below():
+    manifest = PartitionManifest("t", 0).with_appended([remote_segment(0, 9), remote_segment(10, 19),
+                                                        remote_segment(20, 29)])
+    moved = manifest.with_start_offset(15)  # inside the second segment: it stays
+    assert moved.start_offset == 15 and [s.base_offset for s in moved.segments] == [10, 20]
+    assert set(moved.pending_deletes) == set(manifest.segments[0].object_keys())
+    assert moved.with_start_offset(12) is moved  # never backwards
+    moved.validate()
+    past_end = moved.with_start_offset(45)  # beyond everything archived
+    assert past_end.segments == [] and past_end.start_offset == 45 and past_end.next_offset == 45
+    appended = past_end.with_appended([remote_segment(40, 49), remote_segment(50, 59)])
+    assert appended.start_offset == 45 and [s.base_offset for s in appended.segments] == [40, 50]
+    stale = moved.with_appended([remote_segment(30, 34)]).with_start_offset(40)
+    late = stale.with_appended([remote_segment(35, 39)])  # uploaded while records were deleted
+    assert late.segments == [] and set(remote_segment(35, 39).object_keys()) <= set(late.pending_deletes)
+    late.validate()
+
+
 def test_manifest_validation_refuses_bad_documents():
     bad_order = PartitionManifest("t", 0, last_offset=19, segments=[remote_segment(10, 19), remote_segment(0, 9)])
     with pytest.raises(InvariantViolation):

@@ -1,20 +1,26 @@
 """Test support for tiered storage and shadow indexing (tests/test_tiered_*.py, test_shadow_*.py).
 
 - `moto_s3`: a real S3 HTTP endpoint (moto_server subprocess on a free port, killed by PID).
+- `FailingS3Proxy`: a TCP proxy in front of it that answers 503 SlowDown on demand (an
+  endpoint that fails rather than hangs; SIGSTOP of moto_server is the hanging one).
 - `FileSegmentLog`: a small file-backed log that writes real Kafka segment files (v2
   batches from broker.records.build_batch, with CRC32C) and honours the parts of the
   broker.storage.api.PartitionLog seam the archiver uses (segments, roll, high watermark,
-  set_archived_offset, local retention that never deletes unarchived segments). The
+  set_archived_offset, delete_records_before / delete_records_offset, local retention
+  that never deletes unarchived segments). The
   library tests use it so they need nothing from broker/storage; end-to-end tests use the
   real broker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -112,6 +118,112 @@ class ExternalS3(MotoServer):
         return None
 
 
+class FailingS3Proxy:
+    """A TCP proxy in front of an S3 endpoint that can start failing on demand: passing, it
+    forwards bytes both ways; failing, it answers every request `503 SlowDown` (what S3
+    sends when it sheds load) and closes, and cuts the connections it was forwarding, so
+    no kept-alive connection slips past. Threads, stopped by `stop()`."""
+
+    _failure_body = b"<Error><Code>SlowDown</Code><Message>injected by the test</Message></Error>"
+    _failure = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                + f"Content-Length: {len(_failure_body)}\r\n\r\n".encode() + _failure_body)
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.failing = threading.Event()
+        self.failures_sent = 0
+        self._stopped = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="s3-proxy", daemon=True)
+
+    def start(self) -> "FailingS3Proxy":
+        self._acceptor.start()
+        return self
+
+    def fail(self) -> None:
+        self.failing.set()
+        self._close_all()
+
+    def recover(self) -> None:
+        self.failing.clear()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._acceptor.join(timeout=5)
+        self.listener.close()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.add(sock)
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            handler = self._answer_failure if self.failing.is_set() else self._forward
+            threading.Thread(target=handler, args=(client,), daemon=True).start()
+
+    def _answer_failure(self, client: socket.socket) -> None:
+        with client:
+            client.settimeout(2.0)
+            received = b""
+            with contextlib.suppress(OSError):
+                while b"\r\n\r\n" not in received and len(received) < 65536:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                client.sendall(self._failure)
+                self.failures_sent += 1
+
+    def _forward(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        client.settimeout(None)
+        self._track(client)
+        self._track(upstream)
+        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+        _pump(client, upstream)
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes until either side closes, then close both."""
+    try:
+        while True:
+            chunk = source.recv(65536)
+            if not chunk:
+                break
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 @pytest.fixture(scope="session")
 def moto_s3():
     """The S3 endpoint of the suite: moto_server, or SHOAL_TEST_S3_ENDPOINT when set."""
@@ -172,6 +284,7 @@ class FileSegmentLog:
         self.leader_epoch = leader_epoch
         self.local_retention_bytes = local_retention_bytes
         self.archived_offset = -1
+        self.delete_records_offset = 0  # like PartitionLog.delete_records_offset
         self._next_offset = start_offset
         self._segments: list[_Segment] = []
         self._load_existing()
@@ -213,7 +326,7 @@ class FileSegmentLog:
 
     @property
     def log_start_offset(self) -> Offset:
-        return Offset(self._segments[0].base_offset)
+        return Offset(max(self._segments[0].base_offset, self.delete_records_offset))
 
     @property
     def log_end_offset(self) -> Offset:
@@ -275,6 +388,23 @@ class FileSegmentLog:
             oldest.path.unlink()
             self.deleted_segments.append(oldest.base_offset)
             self._segments.pop(0)
+
+    async def delete_records_before(self, offset: int) -> int:
+        """Like PartitionLog.delete_records_before: the start moves to `offset` and whole
+        segments below it go, archived or not (the cold tier must honour the offset itself);
+        a no-op at or below the current start, which may lie above offsets still in the bucket."""
+        if offset > self._next_offset:
+            raise OffsetOutOfRange(offset)
+        if offset <= self.log_start_offset:
+            return int(self.log_start_offset)
+        self.delete_records_offset = max(self.delete_records_offset, offset)
+        if self._segments[-1].last_offset < offset and self._segments[-1].size_bytes > 0:
+            self.roll()
+        while len(self._segments) > 1 and self._segments[0].last_offset < offset:
+            oldest = self._segments.pop(0)
+            oldest.path.unlink()
+            self.deleted_segments.append(oldest.base_offset)
+        return int(self.log_start_offset)
 
     def read_local(self, offset: int, max_bytes: int) -> bytes:
         """Whole batches from the batch holding `offset`, like PartitionLog.read."""

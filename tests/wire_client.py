@@ -25,10 +25,15 @@ def encode(entity: Any) -> bytes:
     return buffer.getvalue()
 
 
+def nested(entity_type: type, name: str) -> type:
+    """The class `name` defined beside a kio entity (its nested request/response parts)."""
+    return getattr(sys.modules[entity_type.__module__], name)
+
+
 def request_class(api_key: int, version: int, name: str | None = None) -> type:
     """The request class (or a nested class `name` of it) of one API version."""
     request_type = load_request_schema(api_key, version)
-    return request_type if name is None else getattr(sys.modules[request_type.__module__], name)
+    return request_type if name is None else nested(request_type, name)
 
 
 def ms(value: int) -> datetime.timedelta:

@@ -6,11 +6,14 @@ Each `tick(now_ms)` does, in order, whatever is due:
      quiet partition still reaches the bucket;
   3. upload up to limits.upload_segments_per_tick_max sealed segments wholly below the high
      watermark (concurrently, within the node's upload concurrency and bandwidth), then
-     commit the uploaded prefix with ONE conditional manifest write;
+     commit the uploaded prefix with ONE conditional manifest write; while a backlog
+     remains, another such round follows at once (up to limits.upload_rounds_per_tick_max);
   4. tell the log `set_archived_offset(manifest.last_offset)`: only now may local retention
      delete those segments, so an unarchived segment is never deleted;
-  5. apply remote retention (retention.bytes / retention.ms over both tiers): manifest
-     first, then the objects (their keys wait in `pending_deletes` until deleted).
+  5. raise the manifest's start offset to the partition's start floor (Kafka's
+     DeleteRecords, `start_floor()`), then apply remote retention (retention.bytes /
+     retention.ms over both tiers): manifest first, then the objects (their keys wait in
+     `pending_deletes` until deleted).
 
 A failure anywhere (S3 down, frozen, refusing) ends the tick and schedules the next attempt
 after an exponential backoff; the log is never blocked, so producers never stall. Uploads
@@ -28,7 +31,7 @@ from typing import Callable
 from broker import limits
 from broker.ids import Offset
 from broker.invariant import invariant
-from broker.storage.api import PartitionLog, SegmentInfo
+from broker.storage.api import KafkaStorageError, OffsetOutOfRange, PartitionLog, SegmentInfo
 from tiered.manifest import ManifestStore, PartitionManifest, RemoteSegment
 from tiered.object_store import ObjectStoreError, PreconditionFailed
 from tiered.segment_format import CorruptSegment
@@ -51,7 +54,8 @@ class ArchiverStats:
 
 class PartitionArchiver:
     def __init__(self, log_: PartitionLog, manifests: ManifestStore, uploads: UploadContext,
-                 settings: Callable[[], TopicTieredSettings], upload_interval_ms: int) -> None:
+                 settings: Callable[[], TopicTieredSettings], upload_interval_ms: int,
+                 start_floor: Callable[[], int] = lambda: 0) -> None:
         self.log = log_
         self.topic = log_.topic
         self.partition = log_.partition
@@ -59,6 +63,7 @@ class PartitionArchiver:
         self._uploads = uploads
         self._settings = settings
         self._upload_interval_ms = upload_interval_ms
+        self._start_floor = start_floor
         self.manifest: PartitionManifest | None = None
         self._etag: str | None = None
         self._deleted_keys: set[str] = set()
@@ -89,9 +94,14 @@ class PartitionArchiver:
             self.manifest, self._etag = await self._manifests.load(self.topic, self.partition)
         self._publish_archived_offset()
         self._seal_quiet_active_segment(now_ms)
-        await self._upload_pending_segments()
-        self._publish_archived_offset()
+        for _ in range(limits.upload_rounds_per_tick_max):  # a backlog drains without waiting for ticks
+            uploaded = await self._upload_pending_segments()
+            self._publish_archived_offset()
+            if uploaded < limits.upload_segments_per_tick_max:
+                break
+        await self._apply_start_floor()
         await self._apply_remote_retention(now_ms)
+        await self._local_log_follows_remote_start()
         await self._delete_pending_objects()
 
     def _schedule_retry(self, now_ms: int, error: Exception) -> None:
@@ -122,20 +132,23 @@ class PartitionArchiver:
             self._active_dirty_since = None
 
     def pending_segments(self) -> list[SegmentInfo]:
-        """Sealed, non-empty local segments past the manifest and wholly below the HWM."""
+        """Sealed, non-empty local segments past the manifest, wholly below the HWM and not
+        wholly below the start floor (deleted records are never uploaded)."""
         archived_last = self.manifest.last_offset if self.manifest else -1
         last_remote_base = self.manifest.segments[-1].base_offset if self.manifest and self.manifest.segments else -1
         high_watermark = self.log.high_watermark
+        floor = int(self._start_floor())
         return [segment for segment in self.log.segments()
                 if segment.sealed and segment.size_bytes > 0
-                and segment.last_offset > archived_last
+                and segment.last_offset > archived_last and segment.last_offset >= floor
                 and segment.base_offset > last_remote_base
                 and segment.last_offset < high_watermark]
 
-    async def _upload_pending_segments(self) -> None:
+    async def _upload_pending_segments(self) -> int:
+        """One upload round; returns how many segments it committed."""
         candidates = self.pending_segments()[: limits.upload_segments_per_tick_max]
         if not candidates:
-            return
+            return 0
         compression = self._settings().upload_compression
         results = await asyncio.gather(
             *(upload_segment(self._uploads, self.topic, self.partition, segment, compression)
@@ -156,6 +169,7 @@ class PartitionArchiver:
                 raise failure  # a bug: never hide it
         if failures:
             raise failures[0]
+        return len(uploaded)
 
     async def _commit(self, manifest: PartitionManifest) -> None:
         manifest = replace(manifest, pending_deletes=[
@@ -164,12 +178,58 @@ class PartitionArchiver:
         self._deleted_keys.clear()
         self.stats.manifest_writes += 1
 
+    async def _apply_start_floor(self) -> None:
+        """DeleteRecords: the manifest's start offset follows the partition's start floor
+        (segments wholly below it become pending deletes)."""
+        floor = int(self._start_floor())
+        if floor <= self.manifest.start_offset or self.manifest.last_offset < 0:
+            return  # nothing to raise, or nothing archived yet (uploads skip what is below)
+        await self._commit(self.manifest.with_start_offset(floor))
+        log.info("%s/%d: remote start offset now %d (records deleted)", self.topic, self.partition,
+                 self.manifest.start_offset)
+
+    async def honour_start_floor(self) -> PartitionManifest:
+        """Write the start floor into the manifest now, out of turn (DeleteRecords waits for
+        it), then delete the objects it dropped if the bucket lets us (else the next tick
+        does). Raises ObjectStoreError when the manifest cannot be written."""
+        async with self.lock:
+            for attempt in range(2):
+                try:
+                    if self.manifest is None:
+                        self.manifest, self._etag = await self._manifests.load(self.topic, self.partition)
+                    await self._apply_start_floor()
+                    break
+                except PreconditionFailed:
+                    self.manifest, self._etag = None, None  # someone wrote: re-read once
+                    if attempt > 0:
+                        raise
+            try:
+                await self._delete_pending_objects()
+            except ObjectStoreError as error:
+                log.info("%s/%d: deleting objects below the start offset later: %s",
+                         self.topic, self.partition, error)
+            return self.manifest
+
     async def _apply_remote_retention(self, now_ms: int) -> None:
         expired = self.expired_segment_count(now_ms)
         if expired == 0:
             return
         await self._commit(self.manifest.with_removed_prefix(expired))
         self.stats.segments_expired += expired
+
+    async def _local_log_follows_remote_start(self) -> None:
+        """Remote retention moved the partition's start past the local log start (retention
+        counts both tiers, the local log only its own bytes): the local log start follows,
+        as Kafka moves its log start offset, so no tier serves what retention removed. Only
+        archived data lies below the remote start, so nothing unarchived is touched."""
+        start = self.manifest.start_offset
+        if not self.log.log_start_offset < start <= self.log.high_watermark:
+            return
+        try:
+            await self.log.delete_records_before(Offset(start))
+        except (KafkaStorageError, OffsetOutOfRange) as error:
+            log.warning("%s/%d: local log start not moved to the remote start %d yet: %s",
+                        self.topic, self.partition, start, error)
 
     def expired_segment_count(self, now_ms: int) -> int:
         """How many of the oldest remote segments total retention removes (Kafka's rule: a

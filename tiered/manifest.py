@@ -91,11 +91,17 @@ class PartitionManifest:
         return self.segments[at] if at < len(self.segments) else None
 
     def with_appended(self, added: list[RemoteSegment]) -> PartitionManifest:
+        """Add uploaded segments; any wholly below start_offset (records deleted while it
+        was uploading) goes straight to pending_deletes."""
         invariant(added, "appending no segments")
-        segments = self.segments + added
         last = max([self.last_offset] + [segment.last_offset for segment in added])
-        start = self.start_offset if self.segments else segments[0].base_offset
-        return replace(self, segments=segments, last_offset=last, start_offset=start)
+        below_start = [segment for segment in added if segment.last_offset < self.start_offset]
+        segments = self.segments + [segment for segment in added if segment.last_offset >= self.start_offset]
+        start = self.start_offset
+        if not self.segments and segments:
+            start = max(self.start_offset, segments[0].base_offset)
+        pending = self.pending_deletes + [key for segment in below_start for key in segment.object_keys()]
+        return replace(self, segments=segments, last_offset=last, start_offset=start, pending_deletes=pending)
 
     def with_removed_prefix(self, count: int) -> PartitionManifest:
         """Drop the `count` oldest segments (retention); their keys become pending deletes."""
@@ -104,6 +110,21 @@ class PartitionManifest:
         pending = self.pending_deletes + [key for segment in removed for key in segment.object_keys()]
         return replace(self, segments=kept, start_offset=max(self.start_offset, start),
                        pending_deletes=pending)
+
+    def with_start_offset(self, offset: int) -> PartitionManifest:
+        """Kafka's DeleteRecords: nothing below `offset` is readable any more. Segments
+        wholly below it become pending deletes; one straddling it stays (reads below the
+        start are refused). Never moves the start backwards. Offsets below it count as
+        archived (last_offset >= offset - 1): they are gone in both tiers, so a recovery
+        from the bucket continues after them and never hands them out again."""
+        if offset <= self.start_offset:
+            return self
+        expired = 0
+        while expired < len(self.segments) and self.segments[expired].last_offset < offset:
+            expired += 1
+        trimmed = self.with_removed_prefix(expired)
+        return replace(trimmed, start_offset=max(offset, trimmed.start_offset),
+                       last_offset=max(trimmed.last_offset, offset - 1))
 
     def validate(self) -> None:
         if self.format_version != MANIFEST_FORMAT_VERSION:

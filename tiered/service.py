@@ -10,6 +10,7 @@ Wiring (broker/app.py):
     ... reads:  if may_read_from_cloud(offset, log.log_start_offset, settings.remote_storage_enable):
                     data = await tiered.reader.read(topic, partition, offset, max_bytes)
     ... ListOffsets earliest: tiered.remote_start_offset(topic, partition) (None -> local start)
+    ... DeleteRecords: low = await tiered.delete_records_before(topic, partition, offset)
     ... /metrics: tiered.render_prometheus()  (or register tiered.collector)
     ... admin + `shoal tier status`: tiered.status()
     await tiered.close()
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,7 @@ from broker.invariant import InvariantViolation
 from broker.storage.api import PartitionLog
 from shadow_indexing.cache import ChunkCache
 from shadow_indexing.predicate import may_read_from_cloud
-from shadow_indexing.reader import RemoteReader
+from shadow_indexing.reader import RemoteReader, RemoteStorageUnavailable
 from tiered.archiver import PartitionArchiver
 from tiered.bandwidth import BandwidthLimiter
 from tiered.layout import parse_segment_key, partition_manifest_key, segment_keys, topic_manifest_key
@@ -89,13 +91,15 @@ class TieredStorage:
         self._known_manifests: dict[PartitionKey, tuple[int, PartitionManifest]] = {}
         self._topic_manifests_written: dict[str, int] = {}
         self._deleting_topics: set[str] = set()
+        self._start_floors: dict[PartitionKey, int] = {}  # DeleteRecords offsets asked of this node
+        self._job_numbers = itertools.count()
         self._uploads = UploadContext(
             store=self.store, bandwidth=BandwidthLimiter(self.cloud.upload_bandwidth_bytes, clock),
             concurrency=asyncio.Semaphore(max(1, self.cloud.upload_concurrency)), clock=clock)
         cache_dir = Path(self.cloud.cache_dir) if self.cloud.cache_dir else Path(config.data_dir) / "cloud-cache"
         self.cache = ChunkCache(cache_dir, self.cloud.cache_size_bytes)
         self.reader = RemoteReader(self.store, self.manifest_for, self.cache,
-                                   chunk_size_bytes=self.cloud.chunk_size_bytes)
+                                   chunk_size_bytes=self.cloud.chunk_size_bytes, start_floor=self.start_floor)
         self.orphans_deleted = 0
         self._fatal: InvariantViolation | None = None
         self.collector = _TieredCollector(self)
@@ -159,7 +163,7 @@ class TieredStorage:
                 self._archivers[key] = PartitionArchiver(
                     partition_log, self.manifests, self._uploads,
                     lambda topic=partition_log.topic: self._settings_for(topic),
-                    self.cloud.upload_interval_ms)
+                    self.cloud.upload_interval_ms, start_floor=lambda key=key: self.start_floor(*key))
         for key in set(self._archivers) - present:
             del self._archivers[key]
 
@@ -193,10 +197,62 @@ class TieredStorage:
             manifest = known[1] if known else None
         if manifest is None or not manifest.segments:
             return None
-        return Offset(manifest.start_offset)
+        readable_start = max(manifest.start_offset, self.start_floor(topic, partition))
+        return Offset(readable_start) if readable_start <= manifest.segments[-1].last_offset else None
 
-    async def offset_for_timestamp(self, topic: str, partition: int, timestamp_ms: int):
-        return await self.reader.offset_for_timestamp(topic, partition, timestamp_ms)
+    async def offset_for_timestamp(self, topic: str, partition: int, timestamp_ms: int,
+                                   below_offset: int | None = None):
+        return await self.reader.offset_for_timestamp(topic, partition, timestamp_ms, below_offset)
+
+    # --- DeleteRecords ------------------------------------------------------------------
+
+    def start_floor(self, topic: str, partition: int) -> int:
+        """No offset below this is readable from the bucket: the highest DeleteRecords offset
+        asked of this node, or persisted by the local log (`delete_records_offset`), even
+        before the manifest says so."""
+        floor = self._start_floors.get((topic, partition), 0)
+        archiver = self._archivers.get((topic, partition))
+        if archiver is not None:
+            floor = max(floor, int(getattr(archiver.log, "delete_records_offset", 0)))
+        return floor
+
+    async def delete_records_before(self, topic: str, partition: int, offset: Offset | int) -> Offset | None:
+        """Kafka's DeleteRecords on the cold tier (the DeleteRecords handler calls this after
+        the local log's delete_records_before). Reads below `offset` are refused at once;
+        the partition manifest takes `offset` as its start offset (segments wholly below
+        it are dropped, then their objects deleted) before this returns. Returns the first
+        offset still readable from the bucket (None when it holds nothing readable, or the
+        topic is not remote-enabled). Raises RemoteStorageUnavailable (KAFKA_STORAGE_ERROR)
+        when the manifest cannot be written within limits.remote_delete_records_wait_ms;
+        the archiver keeps trying on its ticks."""
+        if not self._settings_for(topic).remote_storage_enable:
+            return None
+        key = (topic, partition)
+        self._start_floors[key] = max(self._start_floors.get(key, 0), int(offset))
+        self._sync_archivers()
+        archiver = self._archivers.get(key)
+        if archiver is None:
+            return None  # not archived by this node: reads are refused through start_floor
+        job = self._start_tracked(("delete-records", key, next(self._job_numbers)), archiver.honour_start_floor())
+        try:
+            async with asyncio.timeout(limits.remote_delete_records_wait_ms / 1000):
+                await asyncio.shield(job)
+        except (ObjectStoreError, TimeoutError) as error:
+            raise RemoteStorageUnavailable(f"{topic}/{partition}: the bucket did not take the new start "
+                                           f"offset {offset}: {error or 'no answer in time'}") from error
+        return self.remote_start_offset(topic, partition)
+
+    def _start_tracked(self, name: Any, work: Awaitable[Any]) -> asyncio.Task:
+        """A job that close() cancels and drain() waits for; its outcome goes to the caller."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._running[name] = task
+        task.add_done_callback(lambda done, name=name: self._tracked_finished(name, done))
+        return task
+
+    def _tracked_finished(self, name: Any, task: asyncio.Task) -> None:
+        self._running.pop(name, None)
+        if not task.cancelled() and task.exception() is not None:  # retrieved here even if the caller gave up
+            log.info("tiered job %s failed: %s", name, task.exception())
 
     # --- recovery ---------------------------------------------------------------------
 
@@ -258,6 +314,8 @@ class TieredStorage:
             del self._archivers[key]
         for key in [key for key in self._known_manifests if key[0] == topic]:
             del self._known_manifests[key]
+        for key in [key for key in self._start_floors if key[0] == topic]:
+            del self._start_floors[key]
         self._topic_manifests_written.pop(topic, None)
         self._start_once(("delete-topic", topic), self._delete_remote_topic(topic, partitions))
 

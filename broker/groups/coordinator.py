@@ -7,7 +7,9 @@ with COORDINATOR_NOT_AVAILABLE), appended to on every commit and group change.
 
 Ordering rule: every in-memory change that is also written to the log is applied only
 after its append returned, and only if its record is newer (higher log offset) than what
-memory already holds for that key, so memory always equals a replay of the log."""
+memory already holds for that key, so memory always equals a replay of the log. The
+change is made inside the partition's append gate (`on_appended`), so the log cleanup
+(offsets_cleaner.py), which snapshots memory with the gate closed, never misses one."""
 
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ from broker.groups import codec
 from broker.groups.group import (
     CONSUMER_PROTOCOL_TYPE, CommittedOffset, Group, GroupState, Member, MemberSnapshot)
 from broker.groups.membership import UNKNOWN_MEMBER_ID, Membership, MembershipSettings, StoreCallback
+from broker.groups.offsets_cleaner import CleanupResult, CleanupSettings, OffsetsLogCleaner
 from broker.groups.offsets_log import LogRecord, OffsetsLog
-from broker.invariant import InvariantViolation
+from broker.invariant import InvariantViolation, invariant
 from broker.records import RecordBatchTooLarge
 
 log = logging.getLogger("shoal.groups")
@@ -81,15 +84,20 @@ class GroupDescription:
 
 class GroupCoordinator:
     def __init__(self, clock: Clock, settings: MembershipSettings = MembershipSettings(),
-                 topic_exists: TopicExists = lambda topic, partition: True) -> None:
+                 topic_exists: TopicExists = lambda topic, partition: True,
+                 cleanup_settings: CleanupSettings = CleanupSettings()) -> None:
         self.clock = clock
         self.groups: dict[str, Group] = {}
         self.membership = Membership(self.groups, clock, settings, self._store_group)
         self.topic_exists = topic_exists
         self.offsets_log: OffsetsLog | None = None
+        self.cleanup_settings = cleanup_settings
+        self.cleaner: OffsetsLogCleaner | None = None
         self.loaded = False
         self._tasks: set[asyncio.Task] = set()
         self._tick_task: asyncio.Task | None = None
+        self._cleanup_task: asyncio.Task | None = None
+        self._on_fatal: Callable[[], None] = lambda: None
 
     # =====================================================================================
     # lifecycle
@@ -108,12 +116,14 @@ class GroupCoordinator:
                 member.last_heartbeat_ms = now  # loaded members get one session to reappear
             if not group.members and not group.offsets and group.protocol_type is None:
                 del self.groups[group.group_id]
+        self.cleaner = OffsetsLogCleaner(offsets_log, self.live_records, self.cleanup_settings)
         self.loaded = True
         log.info("loaded %d group(s) from %d record(s) of __consumer_offsets", len(self.groups), count)
 
     def start_ticking(self, on_fatal: Callable[[], None] = lambda: None) -> None:
         """Tick every limits.group_tick_interval_ms; a broken invariant logs, calls
         `on_fatal` (the Broker stops the node) and ends the ticks."""
+        self._on_fatal = on_fatal
         self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop(on_fatal), name="group-coordinator-tick")
 
     async def _tick_loop(self, on_fatal: Callable[[], None]) -> None:
@@ -132,6 +142,56 @@ class GroupCoordinator:
         if self.loaded:
             self.membership.tick()
             self._forget_unused_groups()
+            self._maybe_start_cleanup()
+
+    def _maybe_start_cleanup(self) -> None:
+        """Start a cleanup of the partition whose check is due, if its log has grown enough;
+        one at a time, in the background (offsets_cleaner.py)."""
+        if self.cleaner is None or self._cleanup_task is not None:
+            return
+        partition = self.cleaner.due_partition(self.clock.monotonic_ms())
+        if partition is not None:
+            self._cleanup_task = asyncio.get_running_loop().create_task(self._run_cleanup(partition))
+            self._tasks.add(self._cleanup_task)
+            self._cleanup_task.add_done_callback(self._tasks.discard)
+
+    async def _run_cleanup(self, partition: int) -> None:
+        try:
+            await self.clean_offsets_partition(partition)
+        except InvariantViolation:
+            log.critical("invariant violated cleaning __consumer_offsets/%d; stopping the node", partition,
+                         exc_info=True)
+            self._on_fatal()
+        except Exception:
+            log.exception("cleaning __consumer_offsets/%d failed; retried at its next check", partition)
+        finally:
+            self._cleanup_task = None
+
+    async def clean_offsets_partition(self, partition: int, force: bool = False) -> CleanupResult | None:
+        """Rewrite one __consumer_offsets partition as a snapshot of its live state (see
+        offsets_cleaner.py); returns a CleanupResult, or None when not worth it."""
+        if self.cleaner is None:
+            return None
+        return await self.cleaner.clean(partition, force=force)
+
+    def live_records(self, partition: int) -> list[LogRecord]:
+        """What a replay of `partition` restores, as records: each group's last stored
+        metadata record (byte for byte) and its committed offsets. Called by the cleanup
+        with the partition's append gate closed, when memory equals the log."""
+        invariant(self.offsets_log is not None, "live records asked of a coordinator without a log")
+        records: list[LogRecord] = []
+        for group in self.groups.values():
+            if self.offsets_log.partition_for(group.group_id) != partition:
+                continue
+            if group.stored_metadata is not None:
+                records.append(LogRecord(codec.encode_group_key(codec.GroupKey(group.group_id)),
+                                         group.stored_metadata))
+            for (topic, index), committed in group.offsets.items():
+                value = codec.OffsetValue(committed.offset, committed.leader_epoch, committed.metadata,
+                                          committed.commit_timestamp_ms)
+                records.append(LogRecord(codec.encode_offset_key(codec.OffsetKey(group.group_id, topic, index)),
+                                         codec.encode_offset_value(value)))
+        return records
 
     def _forget_unused_groups(self) -> None:
         """Drop groups that hold nothing and were never written to the log (created by a
@@ -163,12 +223,14 @@ class GroupCoordinator:
     # the log
 
     async def _append(self, group_id: str, records: Sequence[LogRecord],
-                      too_large: ErrorCode = ErrorCode.unknown_server_error) -> tuple[ErrorCode, int]:
-        """(error, log offset of the first record)."""
+                      too_large: ErrorCode = ErrorCode.unknown_server_error,
+                      on_appended: Callable[[int], None] | None = None) -> tuple[ErrorCode, int]:
+        """(error, log offset of the first record). `on_appended(offset)` makes the memory
+        change of a successful append (inside the partition's append gate)."""
         if self.offsets_log is None:
             return ErrorCode.coordinator_not_available, -1
         try:
-            return ErrorCode.none, await self.offsets_log.append(group_id, records)
+            return ErrorCode.none, await self.offsets_log.append(group_id, records, on_appended)
         except InvariantViolation:
             raise
         except RecordBatchTooLarge:
@@ -179,15 +241,24 @@ class GroupCoordinator:
 
     def _store_group(self, group: Group, assignments: dict[str, bytes], on_stored: StoreCallback | None) -> None:
         """Membership's persistence hook: write the group's metadata (with `assignments`)."""
-        record = LogRecord(codec.encode_group_key(codec.GroupKey(group.group_id)),
-                           codec.encode_group_value(self._group_value(group, assignments)))
+        value = codec.encode_group_value(self._group_value(group, assignments))
+        record = LogRecord(codec.encode_group_key(codec.GroupKey(group.group_id)), value)
+
+        def remember(log_offset: int) -> None:
+            self._remember_stored_metadata(group, value, log_offset)
 
         async def store() -> None:
-            error, _ = await self._append(group.group_id, [record])
+            error, _ = await self._append(group.group_id, [record], on_appended=remember)
             if on_stored is not None:
                 on_stored(error)
 
         self._spawn(store())
+
+    @staticmethod
+    def _remember_stored_metadata(group: Group, value: bytes, log_offset: int) -> None:
+        if log_offset > group.stored_metadata_log_offset:
+            group.stored_metadata = value
+            group.stored_metadata_log_offset = log_offset
 
     def _group_value(self, group: Group, assignments: dict[str, bytes]) -> codec.GroupValue:
         members = tuple(
@@ -224,9 +295,10 @@ class GroupCoordinator:
         elif value is None:
             self.groups.pop(key.group_id, None)
         else:
-            self._restore_group(key.group_id, codec.decode_group_value(value))
+            group = self._restore_group(key.group_id, codec.decode_group_value(value))
+            self._remember_stored_metadata(group, value, log_offset)
 
-    def _restore_group(self, group_id: str, value: codec.GroupValue) -> None:
+    def _restore_group(self, group_id: str, value: codec.GroupValue) -> Group:
         group = self._group_for_write(group_id)
         group.members.clear()
         group.static_members.clear()
@@ -246,6 +318,7 @@ class GroupCoordinator:
                 assignment=stored.assignment))
         group.leader_id = value.leader_id if value.leader_id in group.members else next(iter(group.members), None)
         group.state = GroupState.STABLE if group.members else GroupState.EMPTY
+        return group
 
     def _group_for_write(self, group_id: str) -> Group:
         group = self.groups.get(group_id)
@@ -310,12 +383,9 @@ class GroupCoordinator:
 
     @staticmethod
     def _member_commit_error(group: Group, request: OffsetCommitRequest) -> ErrorCode | None:
-        if group.is_static_member_fenced(request.group_instance_id, request.member_id):
-            return ErrorCode.fenced_instance_id
-        if not group.has_member(request.member_id):
-            return ErrorCode.unknown_member_id
-        if request.generation_id != group.generation_id:
-            return ErrorCode.illegal_generation
+        error = group.member_generation_error(request.group_instance_id, request.member_id, request.generation_id)
+        if error is not None:
+            return error
         if group.is_state(GroupState.COMPLETING_REBALANCE):
             # the member has the new generation but not yet its assignment
             return ErrorCode.rebalance_in_progress
@@ -340,19 +410,35 @@ class GroupCoordinator:
                              codec.encode_offset_value(value)) for entry, value in zip(entries, values)]
         partitions = [(entry.topic, entry.partition) for entry in entries]
         group.pending_commits.update(partitions)
-        try:
-            error, base_offset = await self._append(group.group_id, records, ErrorCode.invalid_commit_offset_size)
-        finally:
+        settled = False
+
+        def apply(base_offset: int) -> None:
+            nonlocal settled
+            settled = True
             group.pending_commits.subtract(partitions)
-        for index, (partition, value) in enumerate(zip(partitions, values)):
-            if error == ErrorCode.none and not group.is_state(GroupState.DEAD):
+            for index, (partition, value) in enumerate(zip(partitions, values)):
+                if group.is_state(GroupState.DEAD):
+                    self._forget_settled_commit(group, partition)
+                    continue
                 committed = CommittedOffset(value.offset, value.leader_epoch, value.metadata,
                                             value.commit_timestamp_ms, base_offset + index)
                 self._apply_offset(group, partition, committed, base_offset + index)
-            elif group.pending_commits[partition] <= 0:
-                group.pending_commits.pop(partition, None)
-                group.offset_tombstones.pop(partition, None)
+
+        try:
+            error, _ = await self._append(group.group_id, records, ErrorCode.invalid_commit_offset_size,
+                                          on_appended=apply)
+        finally:
+            if not settled:  # failed (or cancelled): nothing of it reached memory
+                group.pending_commits.subtract(partitions)
+                for partition in partitions:
+                    self._forget_settled_commit(group, partition)
         return error
+
+    @staticmethod
+    def _forget_settled_commit(group: Group, partition: TopicPartition) -> None:
+        if group.pending_commits[partition] <= 0:
+            group.pending_commits.pop(partition, None)
+            group.offset_tombstones.pop(partition, None)
 
     # =====================================================================================
     # OffsetFetch
@@ -458,8 +544,10 @@ class GroupCoordinator:
     async def _write_offset_tombstones(self, group: Group, partitions: list[TopicPartition]) -> ErrorCode:
         records = [LogRecord(codec.encode_offset_key(codec.OffsetKey(group.group_id, topic, partition)), None)
                    for topic, partition in partitions]
-        error, base_offset = await self._append(group.group_id, records)
-        if error == ErrorCode.none:
+
+        def apply(base_offset: int) -> None:
             for index, partition in enumerate(partitions):
                 self._apply_offset(group, partition, None, base_offset + index)
+
+        error, _ = await self._append(group.group_id, records, on_appended=apply)
         return error

@@ -151,6 +151,10 @@ class Group:
     initial_delay_remaining_ms: int = 0
     new_member_added: bool = False
     state_timestamp_ms: int = -1
+    # The group metadata record value last written to (or replayed from) __consumer_offsets
+    # and its log offset: what a replay restores, re-appended as is by the log cleanup.
+    stored_metadata: bytes | None = None
+    stored_metadata_log_offset: int = -1
 
     def has_pending_commits(self) -> bool:
         return any(count > 0 for count in self.pending_commits.values())
@@ -201,6 +205,17 @@ class Group:
         """Another member id holds this group.instance.id (Kafka's FENCED_INSTANCE_ID)."""
         existing = self.static_member_id(instance_id)
         return existing is not None and existing != member_id
+
+    def member_generation_error(self, instance_id: str | None, member_id: str, generation_id: int) -> ErrorCode | None:
+        """Why a request from this member of this generation is refused (sync, heartbeat and
+        member commits check the same three things, in this order); None when it is not."""
+        if self.is_static_member_fenced(instance_id, member_id):
+            return ErrorCode.fenced_instance_id
+        if not self.has_member(member_id):
+            return ErrorCode.unknown_member_id
+        if generation_id != self.generation_id:
+            return ErrorCode.illegal_generation
+        return None
 
     def has_all_members_joined(self) -> bool:
         return (all(member.is_awaiting_join for member in self.members.values())

@@ -414,12 +414,9 @@ class Membership:
             return ErrorCode.unknown_member_id
         if group.is_state(GroupState.DEAD):
             return ErrorCode.coordinator_not_available
-        if group.is_static_member_fenced(request.group_instance_id, request.member_id):
-            return ErrorCode.fenced_instance_id
-        if not group.has_member(request.member_id):
-            return ErrorCode.unknown_member_id
-        if request.generation_id != group.generation_id:
-            return ErrorCode.illegal_generation
+        error = group.member_generation_error(request.group_instance_id, request.member_id, request.generation_id)
+        if error is not None:
+            return error
         if ((request.protocol_type is not None and request.protocol_type != group.protocol_type)
                 or (request.protocol_name is not None and request.protocol_name != group.protocol_name)):
             return ErrorCode.inconsistent_group_protocol
@@ -465,12 +462,9 @@ class Membership:
             return ErrorCode.unknown_member_id
         if group.is_state(GroupState.DEAD):
             return ErrorCode.coordinator_not_available
-        if group.is_static_member_fenced(group_instance_id, member_id):
-            return ErrorCode.fenced_instance_id
-        if not group.has_member(member_id):
-            return ErrorCode.unknown_member_id
-        if generation_id != group.generation_id:
-            return ErrorCode.illegal_generation
+        error = group.member_generation_error(group_instance_id, member_id, generation_id)
+        if error is not None:
+            return error
         if group.is_state(GroupState.EMPTY):
             return ErrorCode.unknown_member_id
         group.members[member_id].last_heartbeat_ms = self._now()

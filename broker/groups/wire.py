@@ -8,6 +8,7 @@ import typing
 from typing import Any, Callable, TypeVar
 
 from broker.groups.coordinator import GroupCoordinator
+from broker.protocol.kio_build import build
 
 Result = TypeVar("Result")
 
@@ -49,3 +50,16 @@ def element_type(entity_type: type, field_name: str) -> type:
             if isinstance(inner, type) and hasattr(inner, "__dataclass_fields__"):
                 return inner
     raise TypeError(f"{entity_type.__name__}.{field_name} holds no entities")
+
+
+def partition_error_topics(response_class: type, request_topics: Any, errors: dict[tuple[str, int], Any]) -> tuple:
+    """The response's `topics`: each requested topic and partition with its error code from
+    `errors` (keyed by (topic, partition)), in request order (OffsetCommit, OffsetDelete)."""
+    topic_class = element_type(response_class, "topics")
+    partition_class = element_type(topic_class, "partitions")
+    return tuple(
+        build(topic_class, name=topic.name, partitions=tuple(
+            build(partition_class, partition_index=partition.partition_index,
+                  error_code=errors[(topic.name, partition.partition_index)])
+            for partition in topic.partitions))
+        for topic in request_topics)

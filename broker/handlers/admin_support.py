@@ -132,6 +132,12 @@ def alter_resource(context: Any, resource: Any, new_topic_configs: Any, validate
     topic = context.broker.topics.get(resource.resource_name)
     if topic is None:
         raise TopicError("unknown_topic_or_partition", f"topic {resource.resource_name!r} does not exist")
+    if topic.internal:
+        # Shoal's own choice (Kafka allows it): retention or cleanup.policy there would
+        # delete or strand the group coordinator's committed offsets.
+        raise AdminRequestError(ErrorCode.invalid_request,
+                                f"the configs of internal topic {topic.name!r} are managed by Shoal and "
+                                f"cannot be changed")
     context.broker.set_topic_configs(topic.name, new_topic_configs(topic), validate_only=validate_only)
 
 

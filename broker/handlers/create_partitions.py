@@ -1,4 +1,7 @@
-"""CreatePartitions (37): raise a topic's partition count through Broker.add_partitions."""
+"""CreatePartitions (37): raise a topic's partition count through Broker.add_partitions.
+Internal topics (__consumer_offsets) are refused with INVALID_REQUEST: the group
+coordinator maps a group to a partition by the partition count, so a change would strand
+every group's committed offsets (Kafka's own tools refuse it with the same reason)."""
 
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ def _check(context: RequestContext, topic_request: Any) -> None:
     topic = context.broker.topics.get(topic_request.name)
     if topic is None:
         raise TopicError("unknown_topic_or_partition", f"topic {topic_request.name!r} does not exist")
+    if topic.internal:  # a group's records must always land in the same partition
+        raise AdminRequestError(ErrorCode.invalid_request,
+                                f"the number of partitions of internal topic {topic.name!r} cannot be changed")
     new_total = topic_request.count
     if new_total <= topic.partitions:
         raise TopicError("invalid_partitions",

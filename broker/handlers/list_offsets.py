@@ -19,6 +19,7 @@ from broker.handlers.fetch import leader_epoch_error
 from broker.invariant import InvariantViolation
 from broker.protocol.kio_build import NO_THROTTLE, build, nested
 from broker.protocol.messages import response_type
+from broker.storage.api import KafkaStorageError
 
 API_KEY = 2
 MIN_VERSION = 1
@@ -65,6 +66,9 @@ async def _list_partition(context: RequestContext, topic: str,
                                                         partition_request.timestamp)
     except InvariantViolation:
         raise
+    except KafkaStorageError as error:  # e.g. the bucket is down or frozen (RemoteStorageUnavailable)
+        log.error("ListOffsets of %s/%d failed: %s", topic, index, error)
+        return ErrorCode.kafka_storage_error, -1, -1, -1
     except Exception:  # e.g. the cold tier is unreachable: a retriable error, not a dropped connection
         log.exception("ListOffsets of %s/%d failed", topic, index)
         return ErrorCode.kafka_storage_error, -1, -1, -1
@@ -109,8 +113,9 @@ async def _remote_offset_for_timestamp(broker: Any, partition_log: Any, topic: s
     reader = _cold_tier_reader(broker, partition_log)
     if reader is None:
         return None
-    found = await reader.offset_for_timestamp(topic, partition, timestamp)
-    if found is None or found[0] >= partition_log.log_start_offset:
+    local_start = int(partition_log.log_start_offset)
+    found = await reader.offset_for_timestamp(topic, partition, timestamp, below_offset=local_start)
+    if found is None or found[0] >= local_start:
         return None
     return found
 # ----------------------------------------------------------------------------------------------

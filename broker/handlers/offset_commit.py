@@ -11,7 +11,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.groups.coordinator import OffsetCommitEntry, OffsetCommitRequest
-from broker.groups.wire import coordinator_of, element_type
+from broker.groups.wire import coordinator_of, partition_error_topics
 from broker.handlers.context import RequestContext
 from broker.protocol.kio_build import NO_THROTTLE, build
 from broker.protocol.messages import response_type
@@ -41,12 +41,5 @@ async def handle(context: RequestContext, request: Any) -> Any:
 
 def _response(context: RequestContext, request: Any, errors: dict[tuple[str, int], ErrorCode]) -> Any:
     response_class = response_type(API_KEY, context.api_version)
-    topic_class = element_type(response_class, "topics")
-    partition_class = element_type(topic_class, "partitions")
-    topics = tuple(
-        build(topic_class, name=topic.name, partitions=tuple(
-            build(partition_class, partition_index=partition.partition_index,
-                  error_code=errors[(topic.name, partition.partition_index)])
-            for partition in topic.partitions))
-        for topic in request.topics)
+    topics = partition_error_topics(response_class, request.topics, errors)
     return build(response_class, throttle_time=NO_THROTTLE, topics=topics)

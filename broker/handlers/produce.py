@@ -25,6 +25,10 @@ this broker cannot do transactions instead of retrying or being told it lacks an
 
 acks=0 requests get no response at all (Kafka), after the append is done; when a partition
 failed, the connection is closed instead, as Kafka does, so the client refreshes metadata.
+
+Pipelining: `start()` is the ordered phase the server runs before the connection's next
+request (validation, sequence check, append); the wait for fsync happens afterwards, so
+the next requests of the connection append while this one waits and share its fsync.
 """
 
 from __future__ import annotations
@@ -74,8 +78,37 @@ class ProduceRefused(Exception):
 
 
 async def handle(context: RequestContext, request: Any) -> Any:
-    work = [_produce_partition(context, request, topic_data.name, partition_data.index, partition_data.records)
-            for topic_data in request.topic_data for partition_data in topic_data.partition_data]
+    """The whole request: the ordered phase, then the wait for durability."""
+    return await (await start(context, request))
+
+
+async def start(context: RequestContext, request: Any) -> asyncio.Future:
+    """The ordered phase (broker/server.py runs one connection's ordered phases one after
+    another): validate and append every partition's batch; returns the future of the
+    response, which resolves once the appends are durable (fsync mode) or at once.
+
+    Returns only after each partition has made its append call or finished without one.
+    The log assigns the offsets and writes the batch before its first await (storage
+    contract), and this coroutine can only resume in a later step of the event loop than
+    the one that marked the last append (asyncio runs a future's done callbacks through
+    call_soon), so every append of this request is done before the connection starts its
+    next request: offsets and idempotent sequence checks follow request order."""
+    loop = asyncio.get_running_loop()
+    batches = [(topic_data.name, partition_data.index, partition_data.records)
+               for topic_data in request.topic_data for partition_data in topic_data.partition_data]
+    appends_made = [loop.create_future() for _ in batches]
+    response = loop.create_task(_produce(context, request, batches, appends_made))
+    waiting: list[asyncio.Future] = [response]
+    if appends_made:
+        waiting.append(appends_made[0] if len(appends_made) == 1 else asyncio.gather(*appends_made))
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    return response
+
+
+async def _produce(context: RequestContext, request: Any, batches: list[tuple[str, int, bytes | None]],
+                   appends_made: list[asyncio.Future]) -> Any:
+    work = [_produce_partition(context, request, topic, index, records, append_made)
+            for (topic, index, records), append_made in zip(batches, appends_made)]
     # Every partition at once, so one group-commit fsync covers them all.
     outcomes = iter([await work[0]] if len(work) == 1 else await asyncio.gather(*work))
     topics = [(topic_data.name, [(partition_data.index, next(outcomes))
@@ -88,9 +121,9 @@ async def handle(context: RequestContext, request: Any) -> Any:
 
 
 async def _produce_partition(context: RequestContext, request: Any, topic: str, partition: int,
-                             records: bytes | None) -> PartitionOutcome:
+                             records: bytes | None, append_made: asyncio.Future) -> PartitionOutcome:
     try:
-        return await _append_partition(context, request, topic, partition, records)
+        return await _append_partition(context, request, topic, partition, records, append_made)
     except ProduceRefused as refused:
         return PartitionOutcome(refused.error, message=str(refused))
     except RecordBatchError as error:
@@ -103,10 +136,19 @@ async def _produce_partition(context: RequestContext, request: Any, topic: str, 
     except OSError as error:
         log.exception("produce to %s/%d failed", topic, partition)
         return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(error))
+    finally:
+        _mark_append_made(append_made)  # refused before appending: nothing left to order
+
+
+def _mark_append_made(append_made: asyncio.Future) -> None:
+    """The partition's ordered work is done: call right before awaiting the log's append
+    (or the flush of a duplicate), with no await in between."""
+    if not append_made.done():
+        append_made.set_result(None)
 
 
 async def _append_partition(context: RequestContext, request: Any, topic: str, partition: int,
-                            records: bytes | None) -> PartitionOutcome:
+                            records: bytes | None, append_made: asyncio.Future) -> PartitionOutcome:
     broker = context.broker
     if request.acks not in _VALID_ACKS:
         raise ProduceRefused(ErrorCode.invalid_required_acks, f"acks must be -1, 0 or 1, got {request.acks}")
@@ -129,8 +171,9 @@ async def _append_partition(context: RequestContext, request: Any, topic: str, p
     leader_epoch = topic_entry.leader_epoch(partition)
     if header.producer_id >= 0:
         outcome = await _append_idempotent(broker, topic, partition, partition_log, batch, header,
-                                           leader_epoch, log_append_time_ms)
+                                           leader_epoch, log_append_time_ms, append_made)
     else:
+        _mark_append_made(append_made)
         result = await partition_log.append(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
         outcome = PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                                    log_start_offset=result.log_start_offset)
@@ -185,7 +228,7 @@ def _apply_topic_format(batch: bytearray, header: BatchHeader, configs: dict[str
 
 async def _append_idempotent(broker: Any, topic: str, partition: int, partition_log: Any,
                              batch: bytearray, header: BatchHeader, leader_epoch: int,
-                             log_append_time_ms: int | None) -> PartitionOutcome:
+                             log_append_time_ms: int | None, append_made: asyncio.Future) -> PartitionOutcome:
     """Sequence check, then record the batch and append it with no await in between: the
     log assigns offsets in call order before its first await (group commit keeps working
     across producers), and a failed append restores the producer's previous state."""
@@ -195,6 +238,7 @@ async def _append_idempotent(broker: Any, topic: str, partition: int, partition_
         raise ProduceRefused(verdict.error, verdict.message or verdict.error.name)
     if verdict.duplicate is not None:
         original = verdict.duplicate
+        _mark_append_made(append_made)
         if original.last_offset >= partition_log.high_watermark:
             await partition_log.flush()  # the original may still await its fsync
         return PartitionOutcome(base_offset=original.base_offset, log_append_time_ms=original.log_append_time_ms,
@@ -204,6 +248,7 @@ async def _append_idempotent(broker: Any, topic: str, partition: int, partition_
         header.producer_id, header.producer_epoch, header.base_sequence, header.record_count,
         expected_base, expected_base + header.record_count - 1,
         -1 if log_append_time_ms is None else log_append_time_ms, broker.clock.now_ms())
+    _mark_append_made(append_made)
     try:
         result = await partition_log.append(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
     except BaseException:

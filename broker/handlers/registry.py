@@ -37,6 +37,7 @@ HANDLER_MODULES = (
     "describe_groups",
     "delete_groups",
     "offset_delete",
+    "delete_records",
 )
 
 

@@ -6,6 +6,7 @@ response header v1, others v1/v0; ApiVersions responses always use header v0 (KI
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from kio.serial.readers import read_legacy_string  # noqa: F401 (re-exported for
 from broker.protocol.tagged_fields import check_wellformed, strip_unknown_tagged_fields
 
 API_VERSIONS_KEY = 18
+
+# Distinct (api_key, version) pairs a process keeps schema lookups for: every Kafka API's
+# versions fit many times over, and garbage headers cannot grow the cache without bound.
+_SCHEMA_CACHE_ENTRIES_MAX = 4096
 
 _HEADER_PREFIX = struct.Struct(">hhi")
 _NULLABLE_STRING_LENGTH = struct.Struct(">h")
@@ -64,9 +69,23 @@ def parse_request_header(frame: bytes) -> RequestHeader:
     return RequestHeader(api_key, api_version, correlation_id, client_id, offset)
 
 
+@functools.lru_cache(maxsize=_SCHEMA_CACHE_ENTRIES_MAX)
+def request_type(api_key: int, api_version: int) -> type:
+    """kio's request class; cached because kio resolves it through the import system
+    (pkgutil.resolve_name) on every call, several times per request."""
+    return load_request_schema(api_key, api_version)
+
+
+@functools.lru_cache(maxsize=_SCHEMA_CACHE_ENTRIES_MAX)
+def response_type(api_key: int, api_version: int) -> type:
+    """kio's response class (cached like request_type)."""
+    return load_response_schema(api_key, api_version)
+
+
+@functools.lru_cache(maxsize=_SCHEMA_CACHE_ENTRIES_MAX)
 def is_flexible_request(api_key: int, api_version: int) -> bool:
     try:
-        return bool(load_request_schema(api_key, api_version).__flexible__)
+        return bool(request_type(api_key, api_version).__flexible__)
     except Exception:
         return False
 
@@ -97,25 +116,21 @@ def _skip_tagged_fields(frame: bytes, offset: int) -> int:
 
 def decode_request(header: RequestHeader, frame: bytes) -> Any:
     """The kio request object for this header's API and version."""
-    request_type = load_request_schema(header.api_key, header.api_version)
+    schema = request_type(header.api_key, header.api_version)
     body = memoryview(frame)[header.body_offset :]
     try:
-        check_wellformed(request_type, body)  # kio aborts the process on absurd array counts
-        request, size = entity_reader(request_type)(body, 0)
+        check_wellformed(schema, body)  # kio aborts the process on absurd array counts
+        request, size = entity_reader(schema)(body, 0)
     except KeyError:
         # kio rejects unknown tagged fields; KIP-482 says skip them.
         try:
-            cleaned = strip_unknown_tagged_fields(request_type, body)
-            request, size = entity_reader(request_type)(cleaned, 0)
+            cleaned = strip_unknown_tagged_fields(schema, body)
+            request, size = entity_reader(schema)(cleaned, 0)
         except Exception as error:
             raise MalformedRequest(f"{header.api_name} v{header.api_version}: {error}") from error
     except Exception as error:
         raise MalformedRequest(f"{header.api_name} v{header.api_version}: {error}") from error
     return request
-
-
-def response_type(api_key: int, api_version: int) -> type:
-    return load_response_schema(api_key, api_version)
 
 
 def encode_response_header(api_key: int, api_version: int, correlation_id: int) -> bytes:

@@ -101,6 +101,8 @@ class PartitionLog(Protocol):
     def log_end_offset(self) -> Offset: ...  # next offset to assign
     @property
     def high_watermark(self) -> Offset: ...  # single node: end of durable data (fsynced or, relaxed mode, written)
+    @property
+    def delete_records_offset(self) -> Offset: ...  # latest delete_records_before offset (0: never); persisted
 
     async def append(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
                      log_append_time_ms: int | None = None) -> AppendResult:
@@ -137,6 +139,26 @@ class PartitionLog(Protocol):
 
     def roll(self) -> None:
         """Seal the active segment now (archiver's time-based seal); no-op when empty."""
+
+    async def delete_records_before(self, offset: Offset) -> Offset:
+        """Kafka's DeleteRecords: make `offset` the log start offset, durably. Returns the
+        local log start offset afterwards; a no-op at or below `delete_records_offset`
+        (an offset below the local start is still persisted: the cold tier's floor).
+        Raises OffsetOutOfRange above the high watermark, KafkaStorageError when the log
+        is closed, failed, or the checkpoint cannot be written.
+
+        Before returning, the offset is persisted in `<partition dir>/delete-records.checkpoint`
+        (atomic write, fsyncs), after making everything below it durable; recovery honours it
+        (segments wholly below it are removed unread, reads below it stay refused), so deleted
+        records never reappear, even after kill -9. Whole segments below the new start are
+        retired (files removed after limits.segment_delete_delay_ms, like retention); an
+        active segment wholly below it is rolled first; a segment straddling it is kept and
+        reads below the start raise OffsetOutOfRange. `offset_for_timestamp` never answers
+        below the start.
+
+        With remote_storage_enable, local segments wholly below the offset are retired even
+        if not yet archived; the cold tier must honour `delete_records_offset` itself (never
+        serve, list or restore offsets below it): the local log cannot do that for it."""
 
     def set_archived_offset(self, offset: Offset) -> None:
         """Everything <= offset is safely in the cold tier: local retention may delete

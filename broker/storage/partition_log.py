@@ -5,7 +5,9 @@ to the file at once and become durable through the group-commit flusher; the hig
 watermark is the end of durable data (fsync mode) or of written data (relaxed mode).
 Housekeeping (called on ticks with `now_ms`) rolls old active segments, runs the relaxed
 mode fsync, applies retention and deletes retired segment files after a delay, so a
-reader holding a FileRegion of a retired segment can still finish.
+reader holding a FileRegion of a retired segment can still finish. `delete_records_before`
+(Kafka's DeleteRecords) moves the log start offset forward durably through a checkpoint
+file (start_checkpoint.py) that recovery honours.
 
 Ownership: every method runs on the event loop that owns this partition; worker threads
 only recover segment files before the log is published and fsync duplicated descriptors.
@@ -38,6 +40,7 @@ from broker.storage.probe import LogProbe
 from broker.storage.segment import (
     INDEX_SUFFIX, TIMEINDEX_SUFFIX, Segment, parse_segment_base_offset,
 )
+from broker.storage.start_checkpoint import read_delete_records_offset, write_delete_records_offset
 
 log = logging.getLogger("shoal.storage")
 
@@ -54,6 +57,8 @@ class DiskPartitionLog:
         self._executor = executor
         self._segments: list[Segment] = []
         self._log_start_offset = 0
+        self._delete_records_offset = 0  # persisted floor of the log start (DeleteRecords)
+        self._start_offset_lock = asyncio.Lock()  # one delete_records_before at a time
         self._log_end_offset = 0
         self._high_watermark = 0
         self._archived_offset: int = NO_OFFSET
@@ -77,7 +82,8 @@ class DiskPartitionLog:
 
     def _install(self, recovered: "RecoveredSegments") -> None:
         self._segments = recovered.segments
-        self._log_start_offset = self._segments[0].base_offset
+        self._delete_records_offset = recovered.delete_records_offset
+        self._log_start_offset = max(self._segments[0].base_offset, recovered.delete_records_offset)
         self._log_end_offset = self._segments[-1].last_offset + 1
         self._high_watermark = self._log_end_offset
         self.probe.recovery_cut_bytes = recovered.cut_bytes
@@ -96,6 +102,10 @@ class DiskPartitionLog:
     @property
     def log_end_offset(self) -> Offset:
         return Offset(self._log_end_offset)
+
+    @property
+    def delete_records_offset(self) -> Offset:
+        return Offset(self._delete_records_offset)
 
     @property
     def high_watermark(self) -> Offset:
@@ -248,16 +258,19 @@ class DiskPartitionLog:
                     yield _header_info(header, position)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[Offset, int] | None:
+        """Never an offset below the log start (a segment may straddle it after
+        delete_records_before)."""
         for segment in self._segments:
-            if segment.max_timestamp_ms < timestamp_ms:
+            if segment.max_timestamp_ms < timestamp_ms or segment.last_offset < self._log_start_offset:
                 continue
             relative = segment.time_index.last_offset_below(timestamp_ms)
             start = segment.scan_start(segment.base_offset + relative) if relative is not None else 0
             for position, header in segment.scan_headers(start):
                 if header.last_offset >= self._high_watermark:
                     return None
-                if header.max_timestamp >= timestamp_ms:
-                    found = _first_record_at_or_after(segment, position, header, timestamp_ms)
+                if header.max_timestamp >= timestamp_ms and header.last_offset >= self._log_start_offset:
+                    found = _first_record_at_or_after(segment, position, header, timestamp_ms,
+                                                      self._log_start_offset)
                     if found is not None:
                         return found
         return None
@@ -335,18 +348,67 @@ class DiskPartitionLog:
             oversized = limit_bytes >= 0 and total_bytes - oldest.size_bytes >= limit_bytes
             if not (expired or oversized):
                 break
-            self._retire(self._segments.pop(0), now_ms)
+            self._retire(self._segments.pop(0), now_ms, "retention")
             total_bytes -= oldest.size_bytes
 
-    def _retire(self, segment: Segment, now_ms: int) -> None:
+    def _retire(self, segment: Segment, now_ms: int, reason: str) -> None:
         assert self._flusher is not None
         invariant(segment.sealed, "only sealed segments are retired", segment.log_path)
         self._flusher.forget_segment(segment)
         self._retired.append((now_ms + limits.segment_delete_delay_ms, segment))
-        self._log_start_offset = self._segments[0].base_offset
+        self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
         self.probe.segments_deleted += 1
-        log.info("%s/%d: retention removes segment %d..%d; log start offset now %d",
-                 self.topic, self.partition, segment.base_offset, segment.last_offset, self._log_start_offset)
+        log.info("%s/%d: %s removes segment %d..%d; log start offset now %d", self.topic, self.partition,
+                 reason, segment.base_offset, segment.last_offset, self._log_start_offset)
+
+    # -- delete records (Kafka's DeleteRecords) ---------------------------------------------
+
+    async def delete_records_before(self, offset: Offset) -> Offset:
+        """Make `offset` the log start offset for good; see api.PartitionLog."""
+        self._writable_flusher()
+        if offset > self._high_watermark:
+            raise OffsetOutOfRange(f"cannot delete records before {offset}: above the high watermark "
+                                   f"{self._high_watermark} of {self.topic}/{self.partition}")
+        async with self._start_offset_lock:
+            if offset <= self._delete_records_offset:
+                return self.log_start_offset
+            # Persisted even below the local start: a remote-enabled log's local start may
+            # be far above it, and the cold tier reads its floor from delete_records_offset.
+            await self._persist_delete_records_offset(offset)
+            if self._closed:
+                return Offset(offset)
+            self._delete_records_offset = max(self._delete_records_offset, offset)
+            self._log_start_offset = max(self._log_start_offset, offset)
+            self._retire_segments_below_start(self._clock.now_ms())
+            log.info("%s/%d: records before %d deleted", self.topic, self.partition, offset)
+        return self.log_start_offset
+
+    async def _persist_delete_records_offset(self, offset: int) -> None:
+        """The checkpoint first (a crash after it cannot bring the records back), and only
+        once everything below the new start is durable (relaxed mode), so recovery never
+        finds the checkpoint beyond data it was promised."""
+        flusher = self._writable_flusher()
+        if offset > flusher.durable_offset:
+            await flusher.flush()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, write_delete_records_offset, self.directory, offset)
+        except OSError as error:
+            raise KafkaStorageError(f"cannot write the delete-records checkpoint of {self.directory}: {error}") from error
+
+    def _retire_segments_below_start(self, now_ms: int) -> None:
+        """Retire every segment wholly below the log start; an active segment wholly below it
+        (the start is the log end) is rolled first, so no deleted batch stays readable on
+        disk. A segment straddling the start stays; reads below the start are refused."""
+        active = self._segments[-1]
+        if not active.is_empty and active.last_offset < self._log_start_offset:
+            try:
+                self._roll_active()
+            except OSError:
+                log.warning("%s/%d: cannot roll after deleting records; the active segment keeps "
+                            "them on disk (unreadable)", self.topic, self.partition, exc_info=True)
+        while len(self._segments) > 1 and self._segments[0].last_offset < self._log_start_offset:
+            self._retire(self._segments.pop(0), now_ms, "delete records")
 
     async def _delete_retired(self, now_ms: int) -> None:
         due = [segment for delete_at_ms, segment in self._retired if delete_at_ms <= now_ms]
@@ -388,15 +450,18 @@ class RecoveredSegments:
     segments: list[Segment]
     resealed: list[Segment] = field(default_factory=list)  # sealed, index files to write
     cut_bytes: int = 0
+    delete_records_offset: int = 0  # from the checkpoint; the log starts at or above it
 
 
 def recover_segments(directory: Path, start_offset: int, now_ms: int) -> RecoveredSegments:
     """Open every segment in `directory`: trusted sealed segments from their indexes, the
     rest by a full scan. A cut in the middle of the log (a torn batch in a segment that is
-    not the last) drops every later segment: nothing after a torn batch was acknowledged."""
+    not the last) drops every later segment: nothing after a torn batch was acknowledged.
+    Segments wholly below the delete-records checkpoint are removed unread."""
     _ensure_directory(directory)
-    base_offsets = _list_segments(directory)
-    recovered = RecoveredSegments(segments=[])
+    delete_records_offset = read_delete_records_offset(directory)
+    base_offsets = _drop_segments_below(directory, _list_segments(directory), delete_records_offset)
+    recovered = RecoveredSegments(segments=[], delete_records_offset=delete_records_offset)
     for number, base_offset in enumerate(base_offsets):
         is_last = number == len(base_offsets) - 1
         segment = None if is_last else Segment.open_trusted(directory, base_offset, now_ms)
@@ -417,8 +482,36 @@ def recover_segments(directory: Path, start_offset: int, now_ms: int) -> Recover
         if cut_bytes and not is_last:
             _drop_segments(directory, base_offsets[number + 1:], "an earlier segment was cut")
             break
-    _finish_recovery(directory, recovered, start_offset, now_ms)
+    _finish_recovery(directory, recovered, max(start_offset, delete_records_offset), now_ms)
+    if recovered.segments[-1].last_offset + 1 < delete_records_offset:
+        _start_over_at(directory, recovered, delete_records_offset, now_ms)
     return recovered
+
+
+def _drop_segments_below(directory: Path, base_offsets: list[int], delete_records_offset: int) -> list[int]:
+    """Remove the files of segments whose successor starts at or below the checkpoint (left
+    by a crash before their delayed deletion); returns the remaining base offsets."""
+    wholly_below = [base for base, successor in zip(base_offsets, base_offsets[1:])
+                    if successor <= delete_records_offset]
+    for base_offset in wholly_below:
+        for suffix in (".log", INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            (directory / f"{base_offset:020d}{suffix}").unlink(missing_ok=True)
+    return base_offsets[len(wholly_below):]
+
+
+def _start_over_at(directory: Path, recovered: RecoveredSegments, offset: int, now_ms: int) -> None:
+    """Recovery found less data than the checkpoint covers. The checkpoint is written only
+    after the data below it is durable, so only a damaged disk or files removed by hand get
+    here; every offset below the checkpoint is deleted anyway, so drop what is left and
+    continue from the checkpoint with an empty segment (offsets are never reused)."""
+    log.warning("%s: every segment lies below the delete-records checkpoint %d; starting over there",
+                directory, offset)
+    for segment in recovered.segments:
+        segment.close()
+        segment.delete_files()
+    recovered.resealed.clear()
+    recovered.segments[:] = [Segment.create(directory, offset, now_ms)]
+    sync_directory(directory)
 
 
 def _finish_recovery(directory: Path, recovered: RecoveredSegments, start_offset: int, now_ms: int) -> None:
@@ -533,11 +626,11 @@ def _header_info(header: BatchHeader, position: int) -> BatchHeaderInfo:
 
 
 def _first_record_at_or_after(segment: Segment, position: int, header: BatchHeader,
-                              timestamp_ms: int) -> tuple[Offset, int] | None:
+                              timestamp_ms: int, min_offset: int) -> tuple[Offset, int] | None:
     if header.is_log_append_time:
-        return Offset(header.base_offset), header.max_timestamp
+        return Offset(max(header.base_offset, min_offset)), header.max_timestamp
     for record in iter_records(segment.read_batch(position, header.size)):
-        if record.timestamp >= timestamp_ms:
+        if record.timestamp >= timestamp_ms and record.offset >= min_offset:
             return Offset(record.offset), record.timestamp
     return None
 
