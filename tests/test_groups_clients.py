@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -209,11 +210,15 @@ def test_a_live_member_keeps_its_membership_across_a_kill_9(broker):
         while len(seen) < 30 and time.monotonic() < deadline:
             seen.extend(message.value() for message in consumer.consume(30 - len(seen), timeout=0.5)
                         if message.error() is None)
-        assert sorted(seen) == sorted(produced + more)
-        assert consumer.memberid() == member_id
+        # on failure, say what differed and show the broker's log (restart, group replay)
+        missing, unexpected = Counter(produced + more) - Counter(seen), Counter(seen) - Counter(produced + more)
+        assert sorted(seen) == sorted(produced + more), \
+            f"{len(seen)} seen, missing {sorted(missing.elements())}, unexpected {sorted(unexpected.elements())}:\n{broker.log_text()}"
+        assert consumer.memberid() == member_id, f"{consumer.memberid()} != {member_id}:\n{broker.log_text()}"
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         [description] = [future.result(15) for future in admin.describe_consumer_groups(["steady"]).values()]
-        assert str(description.state).endswith("STABLE")
-        assert [member.member_id for member in description.members] == [member_id]
+        members = [member.member_id for member in description.members]
+        assert str(description.state).endswith("STABLE") and members == [member_id], \
+            f"{description.state} {members}:\n{broker.log_text()}"
     finally:
         consumer.close()
