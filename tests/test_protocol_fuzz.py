@@ -17,7 +17,7 @@ from broker.handlers import registry
 from broker.protocol.framing import FrameDecoder, FrameError
 from broker.protocol.messages import MalformedRequest, decode_request, parse_request_header
 from broker.records import NewRecord, build_batch
-from tests.support import BrokerProcess, api_versions_ok
+from tests.support import api_versions_ok, module_broker
 from tests.test_protocol_broker import create, decoded_values, fetch, produce
 from tests.wire_client import WireClient, encode, request_header
 
@@ -101,16 +101,7 @@ def test_absurd_array_counts_are_malformed_not_fatal(frame):
         decode_frame(frame)
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("fuzz") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("fuzz")
 
 
 GARBAGE = [

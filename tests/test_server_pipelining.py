@@ -22,7 +22,7 @@ from broker.protocol.kio_build import build
 from broker.protocol.messages import is_flexible_request
 from broker.records import NewRecord, build_batch
 from tests.admin_support import http_get
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, module_broker
 from tests.wire_client import WireClient, encode, ms, request_class, request_header
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA, API_VERSIONS, INIT_PRODUCER_ID = 0, 1, 2, 3, 18, 22
@@ -30,16 +30,7 @@ PIPELINED_PRODUCES = 64
 RECORDS_PER_BATCH = 3
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    process = BrokerProcess(tmp_path_factory.mktemp("pipelining") / "node0").start()
-    try:
-        yield process
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
+broker = module_broker("pipelining")
 
 
 @pytest.fixture
