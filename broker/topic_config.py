@@ -162,6 +162,65 @@ DEFINITIONS: dict[str, ConfigDefinition] = {
     )
 }
 
+LONG_MAX = 2**63 - 1
+
+
+def _ratio(name: str, value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidTopicConfig(f"{name}={value!r}: expected a number between 0 and 1") from None
+    if not 0 <= number <= 1:
+        raise InvalidTopicConfig(f"{name}={value!r}: expected a number between 0 and 1")
+    return value
+
+
+def _replica_list(name: str, value: str) -> str:
+    if value.strip() not in ("", "*") and not all(
+            ":" in item and all(part.strip().isdigit() for part in item.split(":"))
+            for item in value.split(",")):
+        raise InvalidTopicConfig(f"{name}={value!r}: expected '', '*' or partition:broker pairs")
+    return value
+
+
+# Kafka topic configs Shoal accepts and stores (so tools that copy a topic's whole config,
+# such as MirrorMaker or Terraform providers, keep working) but that change nothing here:
+# (name, validator, type, Kafka's default, why it has no effect).
+_ACCEPTED_WITHOUT_EFFECT: tuple[tuple[str, Callable[[str, str], str], ConfigType, str, str], ...] = (
+    ("flush.messages", _long(1), ConfigType.LONG, str(LONG_MAX),
+     "acknowledged data is already fsynced per log.flush"),
+    ("flush.ms", _long(0), ConfigType.LONG, str(LONG_MAX),
+     "acknowledged data is already fsynced per log.flush"),
+    ("index.interval.bytes", _long(0), ConfigType.INT, "4096",
+     "the index interval is fixed (limits.index_interval_bytes)"),
+    ("segment.index.bytes", _long(4), ConfigType.INT, "10485760",
+     "index files grow with their segment"),
+    ("segment.jitter.ms", _long(0), ConfigType.LONG, "0", "segments roll without jitter"),
+    ("file.delete.delay.ms", _long(0), ConfigType.LONG, "60000",
+     "deleted segments linger a fixed limits.segment_delete_delay_ms"),
+    ("preallocate", _boolean, ConfigType.BOOLEAN, "false", "segments are never preallocated"),
+    ("unclean.leader.election.enable", _boolean, ConfigType.BOOLEAN, "false",
+     "one replica per partition: there is no election"),
+    ("message.downconversion.enable", _boolean, ConfigType.BOOLEAN, "true",
+     "only magic v2 batches are served"),
+    ("delete.retention.ms", _long(0), ConfigType.LONG, "86400000", "compaction is not supported yet"),
+    ("min.cleanable.dirty.ratio", _ratio, ConfigType.DOUBLE, "0.5", "compaction is not supported yet"),
+    ("min.compaction.lag.ms", _long(0), ConfigType.LONG, "0", "compaction is not supported yet"),
+    ("max.compaction.lag.ms", _long(1), ConfigType.LONG, str(LONG_MAX), "compaction is not supported yet"),
+    ("message.timestamp.before.max.ms", _long(0), ConfigType.LONG, str(LONG_MAX),
+     "message.timestamp.difference.max.ms is the bound Shoal checks"),
+    ("message.timestamp.after.max.ms", _long(0), ConfigType.LONG, str(LONG_MAX),
+     "message.timestamp.difference.max.ms is the bound Shoal checks"),
+    ("leader.replication.throttled.replicas", _replica_list, ConfigType.LIST, "",
+     "no replication yet"),
+    ("follower.replication.throttled.replicas", _replica_list, ConfigType.LIST, "",
+     "no replication yet"),
+)
+for _name, _validate, _type, _default, _reason in _ACCEPTED_WITHOUT_EFFECT:
+    DEFINITIONS[_name] = ConfigDefinition(
+        _name, _validate, config_type=_type,
+        documentation=f"Accepted and stored for compatibility with Kafka tools; no effect: {_reason}.")
+
 # Redpanda names accepted on input and stored under the Shoal/KIP-405 name.
 ALIASES: dict[str, str] = {
     "retention.local.target.bytes": "local.retention.bytes",
@@ -216,6 +275,7 @@ def default_values(node: NodeConfig, topic: str, explicit: Mapping[str, str]) ->
         "local.retention.ms": str(tier.local_retention_ms),
         "shoal.remote.recovery": "false",
         "shoal.tier": tier.name,
+        **{name: default for name, _, _, default, _ in _ACCEPTED_WITHOUT_EFFECT},
     }
 
 

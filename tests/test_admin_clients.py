@@ -95,6 +95,23 @@ def test_confluent_create_describe_alter_delete(admin):
     assert name not in admin.list_topics(timeout=REQUEST_TIMEOUT_S).topics
 
 
+def test_kafka_configs_without_effect_are_accepted_stored_and_still_validated(admin):
+    """Tools that copy a topic's whole config (MirrorMaker, Terraform providers) send Kafka
+    configs Shoal does not act on; Kafka accepts them, so Shoal stores them too."""
+    name = unique("ck-noop")
+    copied = {"flush.ms": "1000", "segment.index.bytes": "4096", "unclean.leader.election.enable": "false",
+              "min.cleanable.dirty.ratio": "0.3", "follower.replication.throttled.replicas": ""}
+    assert create_error(admin, NewTopic(name, 1, 1, config=copied)) is None
+    configs = topic_configs(admin, name)
+    for key, value in copied.items():
+        assert (configs[key].value, configs[key].source) == (value, ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert configs["preallocate"].value == "false"  # Kafka's default, described like any other
+    error = create_error(admin, NewTopic(unique("ck-noop-bad"), 1, 1, config={"min.cleanable.dirty.ratio": "2"}))
+    assert error is not None and error.code() == KafkaError.INVALID_CONFIG
+    assert "min.cleanable.dirty.ratio" in error.str()
+    admin.delete_topics([name], request_timeout=REQUEST_TIMEOUT_S)[name].result()
+
+
 def test_confluent_error_codes(admin):
     name = unique("ck-err")
     assert create_error(admin, NewTopic(name, 1, 1)) is None
