@@ -80,6 +80,13 @@ class CoordinatorHarness:
         if self.manager is not None:
             await self.manager.close()
 
+    async def __aenter__(self) -> "CoordinatorHarness":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def restart(self) -> GroupCoordinator:
         await self.stop()
         return await self.start()

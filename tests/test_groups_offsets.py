@@ -14,9 +14,7 @@ from tests.groups_support import CoordinatorHarness, async_test, subscription
 
 @async_test
 async def test_member_commits_survive_a_restart_with_leader_epoch_and_metadata(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [member], generation = await harness.form_group("g", 1)
         errors = await harness.commit("g", {("orders", 0): 42, ("orders", 1): 7}, generation_id=generation,
                                       member_id=member, leader_epoch=3, metadata="checkpoint")
@@ -26,15 +24,11 @@ async def test_member_commits_survive_a_restart_with_leader_epoch_and_metadata(t
         assert error == ErrorCode.none
         assert [(item.offset, item.leader_epoch, item.metadata) for item in fetched] == [
             (42, 3, "checkpoint"), (7, 3, "checkpoint"), (-1, -1, "")]
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_group_state_survives_a_restart_and_members_keep_their_generation(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2, session_timeout_ms=10_000)
         await harness.restart()
         group = harness.coordinator.groups["g"]
@@ -47,15 +41,11 @@ async def test_group_state_survives_a_restart_and_members_keep_their_generation(
         harness.advance(4_000)  # the second member never came back after the restart
         assert set(harness.coordinator.groups["g"].members) == {first}
         assert harness.heartbeat("g", first, generation) == ErrorCode.rebalance_in_progress
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_an_emptied_group_is_stored_empty(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [member], generation = await harness.form_group("g", 1)
         harness.coordinator.membership.leave_group("g", [(member, None)])
         await harness.coordinator.drain()
@@ -63,15 +53,11 @@ async def test_an_emptied_group_is_stored_empty(tmp_path):
         group = harness.coordinator.groups["g"]
         assert group.state == GroupState.EMPTY and group.generation_id == generation + 1
         assert group.protocol_type == "consumer" and not group.members
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_commit_validation(tmp_path):
-    harness = CoordinatorHarness(tmp_path, existing_topics={"orders": 2})
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path, existing_topics={"orders": 2}) as harness:
         assert (await harness.commit("fresh", {("orders", 0): 1}, generation_id=3, member_id="m")
                 == {("orders", 0): ErrorCode.illegal_generation})
         [member], generation = await harness.form_group("g", 1)
@@ -90,15 +76,11 @@ async def test_commit_validation(tmp_path):
         assert harness.coordinator.groups["g"].state == GroupState.COMPLETING_REBALANCE
         assert (await harness.commit("g", {("orders", 0): 1}, generation_id=generation + 1, member_id=member)
                 == {("orders", 0): ErrorCode.rebalance_in_progress})
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_a_commit_during_preparing_rebalance_is_accepted_and_counts_as_a_heartbeat(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2, session_timeout_ms=10_000)
         harness.join("g", first)  # rebalance: the second member commits before it rejoins
         harness.advance(9_000)
@@ -106,15 +88,11 @@ async def test_a_commit_during_preparing_rebalance_is_accepted_and_counts_as_a_h
                 == {("t", 0): ErrorCode.none})
         harness.advance(9_000)
         assert second in harness.coordinator.groups["g"].members
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_simple_commits_and_fetch_of_everything(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         assert await harness.commit("tool", {("b", 1): 10, ("a", 0): 5}) == {
             ("b", 1): ErrorCode.none, ("a", 0): ErrorCode.none}
         assert await harness.commit("tool", {("a", 0): 6}) == {("a", 0): ErrorCode.none}
@@ -126,22 +104,16 @@ async def test_simple_commits_and_fetch_of_everything(tmp_path):
         error, listings = harness.coordinator.list_groups()
         assert [(listing.group_id, listing.protocol_type, listing.state) for listing in listings] == [
             ("tool", "", "Empty")]
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_concurrent_commits_of_one_partition_keep_the_last_written(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         results = await asyncio.gather(*(harness.commit("g", {("t", 0): offset}) for offset in range(20)))
         assert all(result == {("t", 0): ErrorCode.none} for result in results)
         assert harness.committed("g") == {("t", 0): 19}
         await harness.restart()
         assert harness.committed("g") == {("t", 0): 19}
-    finally:
-        await harness.stop()
 
 
 @async_test
@@ -160,9 +132,7 @@ async def test_requests_wait_for_the_load(tmp_path):
 
 @async_test
 async def test_delete_groups(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         await harness.commit("idle", {("t", 0): 3, ("t", 1): 4})
         [member], generation = await harness.form_group("busy", 1)
         results = await harness.coordinator.delete_groups(["idle", "busy", "missing"])
@@ -176,15 +146,11 @@ async def test_delete_groups(tmp_path):
         assert "idle" not in harness.coordinator.groups
         assert harness.committed("reborn") == {("t", 0): 2}
         assert harness.coordinator.groups["busy"].generation_id == generation
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_offset_delete_refuses_subscribed_topics(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [member], generation = await harness.form_group(
             "g", 1, protocols=(("range", subscription("orders")),))
         await harness.commit("g", {("orders", 0): 1, ("old", 0): 2, ("old", 1): 3},
@@ -200,26 +166,18 @@ async def test_offset_delete_refuses_subscribed_topics(tmp_path):
         error, errors = await harness.coordinator.delete_offsets("g", [("orders", 0)])  # empty group now
         assert error == ErrorCode.none and errors == {("orders", 0): ErrorCode.none}
         assert harness.committed("g") == {("old", 1): 3}
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_offset_delete_of_a_non_consumer_group_with_members(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         await harness.form_group("connect", 1, protocol_type="connect", protocols=(("default", b"x"),))
         assert (await harness.coordinator.delete_offsets("connect", [("t", 0)]))[0] == ErrorCode.non_empty_group
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_list_and_describe(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), _ = await harness.form_group("stable", 2, protocols=(("range", b"sub"),))
         harness.join("joining")
         await harness.commit("simple", {("t", 0): 1})
@@ -237,22 +195,16 @@ async def test_list_and_describe(tmp_path):
         assert [member.metadata for member in joining.members] == [b""]
         missing = harness.coordinator.describe_group("missing")
         assert (missing.error, missing.state, missing.members) == (ErrorCode.none, "Dead", ())
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_replay_skips_records_it_cannot_read(tmp_path):
     from broker.groups.offsets_log import LogRecord
 
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         await harness.commit("g", {("t", 0): 1})
         # what a client producing into __consumer_offsets could leave behind
         await harness.offsets_log.append("g", [LogRecord(b"\x00\x63garbage", b"value")])
         await harness.commit("g", {("t", 0): 2})
         await harness.restart()
         assert harness.committed("g") == {("t", 0): 2}
-    finally:
-        await harness.stop()

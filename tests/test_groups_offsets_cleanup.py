@@ -59,9 +59,7 @@ def log_bytes(harness: CoordinatorHarness) -> int:
 
 @async_test
 async def test_a_replay_after_cleanup_restores_exactly_what_a_replay_before_it_did(tmp_path):
-    harness = CoordinatorHarness(tmp_path, cleanup=SMALL)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path, cleanup=SMALL) as harness:
         await build_history(harness)
         coordinator = await harness.restart()
         before = observable_state(coordinator)
@@ -79,8 +77,6 @@ async def test_a_replay_after_cleanup_restores_exactly_what_a_replay_before_it_d
         coordinator = await harness.restart()
         assert harness.committed("simple")[("orders", 0)] == 1000
         assert observable_state(coordinator)["stable"] == before["stable"]
-    finally:
-        await harness.stop()
 
 
 @async_test
@@ -296,17 +292,13 @@ def test_kill_minus_9_under_commits_and_cleanups_loses_no_acknowledged_commit(tm
         last_acknowledged = acknowledged[-1]
 
         async def check() -> bool:
-            harness = CoordinatorHarness(tmp_path, cleanup=TINY)
-            await harness.start()
-            try:
+            async with CoordinatorHarness(tmp_path, cleanup=TINY) as harness:
                 for index in range(6):
                     committed = harness.committed(f"loaded-{index}")
                     for partition in (0, 1):
                         # the value acknowledged last, or the one in flight at the kill
                         assert last_acknowledged <= committed[("orders", partition)] <= last_acknowledged + 1
                 return any(log.log_start_offset > 0 for log in partition_logs(harness))
-            finally:
-                await harness.stop()
         cleaned_ever |= asyncio.run(asyncio.wait_for(check(), timeout=60))
         next_value = last_acknowledged + 2
     assert cleaned_ever, "no cleanup ran: the test did not exercise what it claims"

@@ -21,9 +21,7 @@ def state_of(harness: CoordinatorHarness, group_id: str) -> GroupState:
 
 @async_test
 async def test_first_join_waits_the_initial_delay_not_the_session_timeout(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         responses = harness.join("g", session_timeout_ms=45_000)
         assert responses == [] and state_of(harness, "g") == GroupState.PREPARING_REBALANCE
         harness.advance(2_999)
@@ -35,15 +33,11 @@ async def test_first_join_waits_the_initial_delay_not_the_session_timeout(tmp_pa
         assert result.protocol_name == "range" and result.protocol_type == "consumer"
         assert [member.member_id for member in result.members] == [result.member_id]
         assert state_of(harness, "g") == GroupState.COMPLETING_REBALANCE
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_initial_delay_extends_per_new_member_up_to_the_rebalance_timeout(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         first = harness.join("g", rebalance_timeout_ms=60_000)
         harness.advance(1_000)
         second = harness.join("g", rebalance_timeout_ms=60_000)
@@ -59,15 +53,11 @@ async def test_initial_delay_extends_per_new_member_up_to_the_rebalance_timeout(
         assert {r[0].generation_id for r in (first, second, third)} == {1}
         leader = [r[0] for r in (first, second, third) if r[0].leader_id == r[0].member_id]
         assert len(leader) == 1 and len(leader[0].members) == 3
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_initial_delay_extensions_stop_at_the_rebalance_timeout(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         first = harness.join("g", rebalance_timeout_ms=4_000)
         harness.advance(1_000)
         harness.join("g", rebalance_timeout_ms=4_000)
@@ -76,8 +66,6 @@ async def test_initial_delay_extensions_stop_at_the_rebalance_timeout(tmp_path):
         harness.join("g", rebalance_timeout_ms=4_000)
         harness.advance(1_000)  # t=4000: no further extension
         assert len(first) == 1 and len(first[0].members) == 3
-    finally:
-        await harness.stop()
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,9 +74,7 @@ async def test_initial_delay_extensions_stop_at_the_rebalance_timeout(tmp_path):
 
 @async_test
 async def test_member_id_required_only_for_v4_and_later(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [required] = harness.join("g", require_known_member_id=True, client_id="new")
         assert required.error == ErrorCode.member_id_required
         assert required.member_id.startswith("new-")
@@ -100,15 +86,11 @@ async def test_member_id_required_only_for_v4_and_later(tmp_path):
         harness.advance(3_000)
         assert joined[0].error == ErrorCode.none and joined[0].member_id == required.member_id
         assert old_client[0].error == ErrorCode.none and len(harness.coordinator.groups["g"].members) == 2
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_a_pending_member_that_never_rejoins_expires_after_its_session_timeout(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [leader], generation = await harness.form_group("g", 1)
         [pending] = harness.join("g", require_known_member_id=True, session_timeout_ms=6_000)
         assert pending.error == ErrorCode.member_id_required
@@ -117,8 +99,6 @@ async def test_a_pending_member_that_never_rejoins_expires_after_its_session_tim
         assert rejoin == []  # waits for the pending member
         harness.advance(1)
         assert rejoin[0].error == ErrorCode.none and rejoin[0].generation_id == generation + 1
-    finally:
-        await harness.stop()
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,9 +107,7 @@ async def test_a_pending_member_that_never_rejoins_expires_after_its_session_tim
 
 @async_test
 async def test_sync_distributes_the_leaders_assignment_after_it_is_stored(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         joins = [harness.join("g"), harness.join("g")]
         assert harness.finish_initial_delay("g") == 6_000  # the second member earned one more delay
         leader = next(r[0] for r in joins if r[0].leader_id == r[0].member_id)
@@ -148,30 +126,22 @@ async def test_sync_distributes_the_leaders_assignment_after_it_is_stored(tmp_pa
         assert harness.heartbeat("g", follower.member_id, 1) == ErrorCode.none
         late = harness.sync("g", follower.member_id, 1)  # a repeated sync in Stable
         assert late[0].assignment == b"F"
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_sync_errors(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [member], generation = await harness.form_group("g", 1)
         assert harness.sync("g", member, generation + 1)[0].error == ErrorCode.illegal_generation
         assert harness.sync("g", "nobody", generation)[0].error == ErrorCode.unknown_member_id
         assert harness.sync("missing", member, generation)[0].error == ErrorCode.unknown_member_id
         assert (harness.sync("g", member, generation, protocol_name="roundrobin")[0].error
                 == ErrorCode.inconsistent_group_protocol)
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_a_new_member_triggers_a_rebalance_that_completes_when_all_rejoined(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2)
         newcomer = harness.join("g")
         assert state_of(harness, "g") == GroupState.PREPARING_REBALANCE
@@ -183,15 +153,11 @@ async def test_a_new_member_triggers_a_rebalance_that_completes_when_all_rejoine
         results = [rejoin_first[0], rejoin_second[0], newcomer[0]]
         assert {result.generation_id for result in results} == {generation + 1}
         assert sum(len(result.members) for result in results) == 3  # only the leader gets them
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_members_that_do_not_rejoin_are_removed_at_the_rebalance_timeout(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2, rebalance_timeout_ms=20_000)
         rejoin = harness.join("g", first, rebalance_timeout_ms=20_000)
         for _ in range(2):  # the second member stays alive but does not rejoin
@@ -202,29 +168,21 @@ async def test_members_that_do_not_rejoin_are_removed_at_the_rebalance_timeout(t
         harness.advance(1)
         assert rejoin[0].generation_id == generation + 1 and [m.member_id for m in rejoin[0].members] == [first]
         assert harness.heartbeat("g", second, generation) == ErrorCode.unknown_member_id
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_heartbeat_errors_and_completing_rebalance(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         [result] = (harness.join("g"), harness.advance(3_000))[0]
         assert harness.heartbeat("g", result.member_id, 1) == ErrorCode.none  # CompletingRebalance
         assert harness.heartbeat("g", result.member_id, 7) == ErrorCode.illegal_generation
         assert harness.heartbeat("g", "stranger", 1) == ErrorCode.unknown_member_id
         assert harness.heartbeat("nope", result.member_id, 1) == ErrorCode.unknown_member_id
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_join_validation(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         assert harness.join("g", session_timeout_ms=5_999)[0].error == ErrorCode.invalid_session_timeout
         assert harness.join("g", session_timeout_ms=1_800_001)[0].error == ErrorCode.invalid_session_timeout
         assert harness.join("")[0].error == ErrorCode.invalid_group_id
@@ -234,15 +192,11 @@ async def test_join_validation(tmp_path):
         assert (harness.join("g", protocols=(("roundrobin", b""),))[0].error
                 == ErrorCode.inconsistent_group_protocol)
         assert harness.join("g", protocol_type="connect")[0].error == ErrorCode.inconsistent_group_protocol
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_protocol_is_chosen_by_votes_among_common_protocols(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         joins = [harness.join("g", protocols=(("range", b"a"), ("roundrobin", b"b"), ("sticky", b"c"))),
                  harness.join("g", protocols=(("roundrobin", b"d"), ("range", b"e"))),
                  harness.join("g", protocols=(("roundrobin", b"f"), ("range", b"g")))]
@@ -250,15 +204,11 @@ async def test_protocol_is_chosen_by_votes_among_common_protocols(tmp_path):
         assert {responses[0].protocol_name for responses in joins} == {"roundrobin"}
         leader = next(r[0] for r in joins if r[0].members)
         assert sorted(member.metadata for member in leader.members) == [b"b", b"d", b"f"]
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_leave_rebalances_and_the_last_leave_empties_the_group(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2)
         group_error, errors = harness.coordinator.membership.leave_group("g", [(second, None), ("ghost", None)])
         assert group_error == ErrorCode.none and errors == [ErrorCode.none, ErrorCode.unknown_member_id]
@@ -270,15 +220,11 @@ async def test_leave_rebalances_and_the_last_leave_empties_the_group(tmp_path):
         assert group.state == GroupState.EMPTY and group.generation_id == generation + 2
         assert harness.coordinator.membership.leave_group("missing", [("x", None)]) == (
             ErrorCode.none, [ErrorCode.unknown_member_id])
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_a_member_that_stops_heartbeating_expires_after_its_session_timeout(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2, session_timeout_ms=10_000)
         for _ in range(3):
             harness.advance(3_000)
@@ -289,23 +235,17 @@ async def test_a_member_that_stops_heartbeating_expires_after_its_session_timeou
         harness.advance(1)  # 10 s since the second member's last sign of life
         assert second not in harness.coordinator.groups["g"].members
         assert harness.heartbeat("g", first, generation) == ErrorCode.rebalance_in_progress
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_a_waiting_join_answers_the_old_request_when_retried(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         (first, second), generation = await harness.form_group("g", 2)
         old = harness.join("g", first)
         new = harness.join("g", first)
         assert old[0].error == ErrorCode.rebalance_in_progress and new == []
         harness.join("g", second)
         assert new[0].error == ErrorCode.none and new[0].generation_id == generation + 1
-    finally:
-        await harness.stop()
 
 
 # ---------------------------------------------------------------------------------------
@@ -314,9 +254,7 @@ async def test_a_waiting_join_answers_the_old_request_when_retried(tmp_path):
 
 @async_test
 async def test_static_member_rejoin_takes_over_without_a_rebalance(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         metadata = subscription("orders")
         joins = [harness.join("g", instance_id="a", protocols=(("range", metadata),)),
                  harness.join("g", instance_id="b", protocols=(("range", metadata),))]
@@ -340,15 +278,11 @@ async def test_static_member_rejoin_takes_over_without_a_rebalance(tmp_path):
         assert harness.sync("g", result.member_id, 1, instance_id="b")[0].assignment == b"B"
         assert harness.heartbeat("g", old_b, 1, instance_id="b") == ErrorCode.fenced_instance_id
         assert harness.join("g", old_b, instance_id="b")[0].error == ErrorCode.fenced_instance_id
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_static_member_with_a_new_subscription_triggers_a_rebalance(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         joins = [harness.join("g", instance_id="a", protocols=(("range", subscription("orders")),))]
         harness.advance(3_000)
         member_id = joins[0][0].member_id
@@ -359,42 +293,30 @@ async def test_static_member_with_a_new_subscription_triggers_a_rebalance(tmp_pa
         assert changed[0].error == ErrorCode.none and changed[0].generation_id == 2
         assert changed[0].leader_id == changed[0].member_id and len(changed[0].members) == 1
         assert state_of(harness, "g") == GroupState.COMPLETING_REBALANCE
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_static_members_leave_by_instance_id(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         joins = [harness.join("g", instance_id="a"), harness.join("g", instance_id="b")]
         harness.finish_initial_delay("g")
         member_a = joins[0][0].member_id
         error, errors = harness.coordinator.membership.leave_group("g", [("", "b"), ("", "zzz"), ("other-id", "a")])
         assert errors == [ErrorCode.none, ErrorCode.unknown_member_id, ErrorCode.fenced_instance_id]
         assert list(harness.coordinator.groups["g"].members) == [member_a]
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_group_size_limit(tmp_path):
-    harness = CoordinatorHarness(tmp_path, MembershipSettings(initial_rebalance_delay_ms=100, members_max=2))
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path, MembershipSettings(initial_rebalance_delay_ms=100, members_max=2)) as harness:
         harness.join("g")
         harness.join("g")
         assert harness.join("g")[0].error == ErrorCode.group_max_size_reached
-    finally:
-        await harness.stop()
 
 
 @async_test
 async def test_groups_left_by_failed_joins_are_forgotten(tmp_path):
-    harness = CoordinatorHarness(tmp_path)
-    await harness.start()
-    try:
+    async with CoordinatorHarness(tmp_path) as harness:
         assert harness.join("g", protocols=())[0].error == ErrorCode.inconsistent_group_protocol
         [pending] = harness.join("h", require_known_member_id=True, session_timeout_ms=6_000)
         harness.advance(1)
@@ -402,5 +324,3 @@ async def test_groups_left_by_failed_joins_are_forgotten(tmp_path):
         harness.advance(6_000)  # the member id was never used
         assert "h" not in harness.coordinator.groups
         assert harness.coordinator.list_groups()[1] == []
-    finally:
-        await harness.stop()
