@@ -183,6 +183,56 @@ def _replica_list(name: str, value: str) -> str:
     return value
 
 
+def _int_range(*ranges: tuple[int, int]) -> Callable[[str, str], str]:
+    """An integer inside one of the inclusive `ranges` (Kafka's Range / Either validators)."""
+    expected = " or ".join(str(low) if low == high else f"{low}..{high}" for low, high in ranges)
+
+    def check(name: str, value: str) -> str:
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidTopicConfig(f"{name}={value!r}: expected an integer {expected}") from None
+        if not any(low <= number <= high for low, high in ranges):
+            raise InvalidTopicConfig(f"{name}={value!r}: expected an integer {expected}")
+        return str(number)
+    return check
+
+
+def _false_only(reason: str) -> Callable[[str, str], str]:
+    """A boolean whose `true` asks for behaviour Shoal lacks: refused rather than ignored."""
+    def check(name: str, value: str) -> str:
+        value = _boolean(name, value)
+        if value == "true":
+            raise InvalidTopicConfig(f"{name}=true is not supported by Shoal: {reason}")
+        return value
+    return check
+
+
+# Kafka 3.9's MetadataVersion releases with their inter-broker versions (IV0..IVn-1; 0 = the
+# release has none): the values message.format.version accepts.
+_KAFKA_RELEASE_INTER_VERSIONS: dict[str, int] = {
+    "0.8.0": 0, "0.8.1": 0, "0.8.2": 0, "0.9.0": 0, "0.10.0": 2, "0.10.1": 3, "0.10.2": 1,
+    "0.11.0": 3, "1.0": 1, "1.1": 1, "2.0": 2, "2.1": 3, "2.2": 2, "2.3": 2, "2.4": 2,
+    "2.5": 1, "2.6": 1, "2.7": 3, "2.8": 2, "3.0": 2, "3.1": 1, "3.2": 1, "3.3": 4, "3.4": 1,
+    "3.5": 3, "3.6": 3, "3.7": 5, "3.8": 1, "3.9": 1,
+}
+_KAFKA_VERSION_STRINGS = frozenset(
+    [*_KAFKA_RELEASE_INTER_VERSIONS]
+    + [f"{release}-IV{index}" for release, count in _KAFKA_RELEASE_INTER_VERSIONS.items() for index in range(count)])
+
+
+def _kafka_version(name: str, value: str) -> str:
+    """Kafka's MetadataVersion.fromVersionString: '0.10.0', '0.10.0-IV1', '2.8', '3.0-IV1';
+    segments past the release are ignored ('0.10.0.1', '2.8.1')."""
+    segments = value.split(".")
+    release_segments = 3 if value.startswith("0.") else 2
+    key = value if len(segments) <= release_segments else ".".join(segments[:release_segments])
+    if key not in _KAFKA_VERSION_STRINGS:
+        raise InvalidTopicConfig(
+            f"{name}={value!r}: expected a Kafka version such as 0.10.0, 2.8 or 3.0-IV1 (at most 3.9)")
+    return value
+
+
 # Kafka topic configs Shoal accepts and stores (so tools that copy a topic's whole config,
 # such as MirrorMaker or Terraform providers, keep working) but that change nothing here:
 # (name, validator, type, Kafka's default, why it has no effect).
@@ -215,6 +265,18 @@ _ACCEPTED_WITHOUT_EFFECT: tuple[tuple[str, Callable[[str, str], str], ConfigType
      "no replication yet"),
     ("follower.replication.throttled.replicas", _replica_list, ConfigType.LIST, "",
      "no replication yet"),
+    ("message.format.version", _kafka_version, ConfigType.STRING, "3.0-IV1",
+     "batches are stored and served in the v2 format (Kafka ignores it too since 3.0)"),
+    ("compression.gzip.level", _int_range((-1, -1), (1, 9)), ConfigType.INT, "-1",
+     "recompression uses a fixed level per codec"),
+    ("compression.lz4.level", _int_range((1, 17)), ConfigType.INT, "9",
+     "recompression uses a fixed level per codec"),
+    ("compression.zstd.level", _int_range((-131072, 22)), ConfigType.INT, "3",
+     "recompression uses a fixed level per codec"),
+    ("remote.log.copy.disable", _false_only("archiving cannot be paused per topic"), ConfigType.BOOLEAN,
+     "false", "false is what Shoal does; true is refused"),
+    ("remote.log.delete.on.disable", _false_only("disabling remote storage does not delete the bucket's data"),
+     ConfigType.BOOLEAN, "false", "false is what Shoal does; true is refused"),
 )
 for _name, _validate, _type, _default, _reason in _ACCEPTED_WITHOUT_EFFECT:
     DEFINITIONS[_name] = ConfigDefinition(
