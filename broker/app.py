@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import logging
 import uuid
 from typing import Any, Awaitable, Callable
@@ -18,13 +19,14 @@ from typing import Any, Awaitable, Callable
 from broker import limits
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import NodeConfig
+from broker.data_dir_lock import DataDirLock, StartupError
 from broker.fetch_waiters import FetchWaiters
 from broker.ids import NodeId
 from broker.invariant import InvariantViolation
 from broker.metrics import BrokerProbe
 from broker.producer_state import ProducerStateManager, write_durably
 from broker.server import KafkaServer
-from broker.topic_table import Topic, TopicTable
+from broker.topic_table import INTERNAL_TOPICS, Topic, TopicTable
 from tiered.wiring import attach_tiered_storage, detach_tiered_storage, initial_offset_for
 
 log = logging.getLogger("shoal.broker")
@@ -59,12 +61,19 @@ class Broker:
         self._listeners: dict[PartitionKey, Callable[[], None]] = {}
         self._pending_opens: dict[PartitionKey, asyncio.Task] = {}
         self._lifecycle_tail: asyncio.Task | None = None
+        self._data_dir_lock: DataDirLock | None = None
 
     async def start(self) -> None:
+        """Lock the data directory, bind every listener, then recover and serve. The lock
+        comes before anything in data_dir is read or written, the listeners before any log
+        is opened: a node that cannot have its directory or its ports fails before it
+        touches a single segment. Raises StartupError (one line) when it cannot start."""
         from broker.storage.log_manager import LogManager
 
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_dir_lock = DataDirLock.acquire(self.config.data_dir)
         await self._start_admin_http()
+        listen = self.config.kafka_listen
+        self.kafka_port = await _bind("kafka_api.listen", listen, self.kafka_server.bind)
         self.cluster_id = load_or_create_cluster_id(self.config.data_dir)
         self.topics = TopicTable(self.config.data_dir, self.node_id)
         self.producers = ProducerStateManager(self.config.data_dir)
@@ -74,11 +83,14 @@ class Broker:
         await self._serve_recovered_logs()
         self._background.append(asyncio.get_running_loop().create_task(self._housekeeping_loop()))
         await self._start_group_coordinator()
-        listen = self.config.kafka_listen
-        self.kafka_port = await self.kafka_server.start(listen.host, listen.port)
+        await self.kafka_server.start_serving()
         self.ready = True
-        log.info("node %d (cluster %s) serving Kafka on %s:%d with %d partitions", self.node_id,
-                 self.cluster_id, listen.host, self.kafka_port, len(self._serving))
+        user_partitions = sum(1 for topic, _ in self._serving if topic not in INTERNAL_TOPICS)
+        user_topics = sum(1 for topic in self.topics.topics() if not topic.internal)
+        admin = self.config.admin_listen
+        log.info("node %d (cluster %s) serving Kafka on %s:%d and the admin API on http://%s:%d: "
+                 "%d topic(s), %d partition(s)", self.node_id, self.cluster_id, listen.host, self.kafka_port,
+                 admin.host, self.admin_port, user_topics, user_partitions)
 
     # -- topic lifecycle: the one place topics are created, changed and deleted -----------
     # (handlers for Metadata auto-create, CreateTopics, DeleteTopics, CreatePartitions,
@@ -121,6 +133,8 @@ class Broker:
             self._stop_serving((topic.name, partition))
         if self.producers is not None:
             self.producers.forget_topic(topic.name)
+        if self.groups is not None:
+            self.groups.forget_topic(topic.name)  # committed offsets go with the topic, as in Kafka
         self.fetch_waiters.notify_all()  # waiting fetches answer UNKNOWN_TOPIC_OR_PARTITION
         if self.tiered is not None:
             self.tiered.delete_topic(topic.name, topic.partitions)  # its bucket data too, as Kafka
@@ -308,10 +322,15 @@ class Broker:
         if self._lifecycle_tail is not None:
             await asyncio.gather(self._lifecycle_tail, return_exceptions=True)
         await detach_tiered_storage(self)
-        if self.logs is not None:
+        opened_logs = self.logs is not None
+        if opened_logs:
             await self.logs.close()
         await self._stop_admin_http()
-        log.info("node %d stopped", self.node_id)
+        if self._data_dir_lock is not None:
+            self._data_dir_lock.release()
+            self._data_dir_lock = None
+        if opened_logs:
+            log.info("node %d stopped", self.node_id)
 
     # --- GROUP COORDINATOR wiring (broker/groups; owned by the groups helper) ---------------
     # Replays __consumer_offsets before the Kafka listener opens (so clients never see a
@@ -336,13 +355,21 @@ class Broker:
 
         self.admin_http = AdminHttpServer(self)
         admin = self.config.admin_listen
-        self.admin_port = await self.admin_http.start(admin.host, admin.port)
-        log.info("node %d serving the admin API on http://%s:%d", self.node_id, admin.host, self.admin_port)
+        self.admin_port = await _bind("admin_api.listen", admin, self.admin_http.start)
 
     async def _stop_admin_http(self) -> None:
         if self.admin_http is not None:
             await self.admin_http.stop()
     # --- end ADMIN HTTP API wiring ------------------------------------------------------------
+
+
+async def _bind(key: str, address: Any, bind: Callable[[str, int], Awaitable[int]]) -> int:
+    """Bind one listener; a taken or unusable address is a StartupError naming its key."""
+    try:
+        return await bind(address.host, address.port)
+    except OSError as error:
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        raise StartupError(f"cannot listen on {key}={address}: {reason}") from error
 
 
 def _retrieve_exception(task: asyncio.Task) -> None:

@@ -7,6 +7,7 @@ and what was expected; `shoal start` prints it and exits non-zero.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 import re
@@ -230,6 +231,15 @@ _TIER_KEYS = (
 )
 
 
+# SHOAL_* variables that are not node config keys: the CLI's, the dev script's and the test
+# harness's own. Any other SHOAL_* variable must name a config key (a typo stops start-up).
+NON_CONFIG_ENVIRONMENT = frozenset({
+    "SHOAL_CONFIG", "SHOAL_BROKERS", "SHOAL_ADMIN", "SHOAL_VENV", "SHOAL_SOAK", "SHOAL_BENCH",
+    "SHOAL_TERRAFORM", "SHOAL_CHECKOV",
+})
+NON_CONFIG_ENVIRONMENT_PREFIXES = ("SHOAL_TEST_",)
+
+
 def load_config(path: str | os.PathLike[str] | None = None,
                 environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Embedded defaults, overlaid by the YAML file at `path`, overlaid by the environment."""
@@ -296,7 +306,28 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             continue
         if key.startswith("tiers_") and _apply_tier_env(raw, key[len("tiers_"):], value):
             continue
-        # Unknown SHOAL_* variables are ignored (SHOAL_SOAK etc. belong to the tests).
+        if name in NON_CONFIG_ENVIRONMENT or name.startswith(NON_CONFIG_ENVIRONMENT_PREFIXES):
+            continue
+        raise ConfigError(name, value, _known_environment_hint(name))
+
+
+def environment_names() -> list[str]:
+    """Every SHOAL_* variable that sets a node config key (tiers as one pattern)."""
+    names = [f"SHOAL_{key.upper()}" for key in _TOP_LEVEL_SCALARS + ("topic_tiers",)]
+    names += [f"SHOAL_{section.upper()}_{key.upper()}" for section, keys in _SECTIONS.items() for key in keys]
+    names += [f"SHOAL_TIERS_<TIER>_{key.upper()}" for key in _TIER_KEYS]
+    return names
+
+
+def _known_environment_hint(name: str) -> str:
+    candidates = environment_names()
+    if name.startswith("SHOAL_TIERS_"):
+        tier = name[len("SHOAL_TIERS_"):].split("_", 1)[0]
+        candidates = [f"SHOAL_TIERS_{tier}_{key.upper()}"
+                      for key in _TIER_KEYS] + candidates
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    suggestion = f" (did you mean {close[0]}?)" if close else ""
+    return f"a Shoal config variable{suggestion}; see docs/configuration.md for the list"
 
 
 def _apply_section_env(raw: dict[str, Any], key: str, name: str, value: str) -> bool:

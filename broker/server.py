@@ -63,9 +63,21 @@ class KafkaServer:
         self._connections: set[asyncio.Task] = set()
         self._request_metrics: dict[str, tuple[Any, Any]] = {}
 
-    async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve_connection, host, port, reuse_address=True)
+    async def bind(self, host: str, port: int) -> int:
+        """Take the listening socket without accepting yet (connections wait in the
+        backlog until `start_serving`); returns the bound port."""
+        self._server = await asyncio.start_server(self._serve_connection, host, port, reuse_address=True,
+                                                  start_serving=False)
         return self._server.sockets[0].getsockname()[1]
+
+    async def start_serving(self) -> None:
+        assert self._server is not None, "bind() first"
+        await self._server.start_serving()
+
+    async def start(self, host: str, port: int) -> int:
+        bound_port = await self.bind(host, port)
+        await self.start_serving()
+        return bound_port
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from broker.config import ConfigError, load_config
+from broker.data_dir_lock import StartupError
 
 
 def run_start(config_path: str | None) -> int:
@@ -37,8 +38,8 @@ async def _serve(config) -> int:
         loop.add_signal_handler(signal_number, broker.request_stop)
     try:
         await broker.start()
-    except OSError as error:
-        logging.getLogger("shoal").error("cannot start: %s", error)
+    except (StartupError, OSError) as error:
+        print(f"shoal: cannot start: {error}", file=sys.stderr)
         await broker.stop()
         return 1
     try:

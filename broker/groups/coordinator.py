@@ -541,6 +541,32 @@ class GroupCoordinator:
                 return error, {}
         return ErrorCode.none, errors
 
+    def forget_topic(self, topic: str) -> None:
+        """A topic was deleted: every group's committed offsets of it go too, as in Kafka,
+        so a topic re-created under the same name is consumed from its start, not from
+        the old topic's positions. Memory changes at once; tombstones follow in the log."""
+        for group in list(self.groups.values()):
+            partitions = sorted(partition for partition in group.offsets if partition[0] == topic)
+            if not partitions:
+                continue
+            for partition in partitions:
+                group.offsets.pop(partition, None)
+            self._spawn(self._tombstone_deleted_topic(group, partitions))
+
+    def forget_topics_other_than(self, existing: Callable[[str], bool]) -> None:
+        """At load: drop offsets of topics that no longer exist (a delete whose tombstones
+        did not reach the log before a crash)."""
+        topics = {topic for group in self.groups.values() for topic, _ in group.offsets}
+        for topic in sorted(topics):
+            if not existing(topic):
+                self.forget_topic(topic)
+
+    async def _tombstone_deleted_topic(self, group: Group, partitions: list[TopicPartition]) -> None:
+        error = await self._write_offset_tombstones(group, partitions)
+        if error != ErrorCode.none:
+            log.error("offsets of deleted partitions %s of group %s were removed from memory but their "
+                      "tombstones were not written: %s", partitions, group.group_id, error.name)
+
     async def _write_offset_tombstones(self, group: Group, partitions: list[TopicPartition]) -> ErrorCode:
         records = [LogRecord(codec.encode_offset_key(codec.OffsetKey(group.group_id, topic, partition)), None)
                    for topic, partition in partitions]

@@ -38,5 +38,6 @@ async def start_group_coordinator(broker: Any) -> GroupCoordinator:
     """A loaded, ticking coordinator for `broker` (call after its logs are serving)."""
     coordinator = GroupCoordinator(broker.clock, settings_for(broker.config), _topic_exists_in(broker))
     await coordinator.load(await open_offsets_log(broker))
+    coordinator.forget_topics_other_than(lambda topic: topic in broker.topics)
     coordinator.start_ticking(on_fatal=broker.request_stop)
     return coordinator
