@@ -26,6 +26,7 @@ from broker.invariant import InvariantViolation
 from broker.metrics import BrokerProbe
 from broker.producer_state import ProducerStateManager, write_durably
 from broker.server import KafkaServer
+from broker.ticker import Ticker
 from broker.topic_table import INTERNAL_TOPICS, Topic, TopicTable
 from tiered.wiring import attach_tiered_storage, detach_tiered_storage, initial_offset_for
 
@@ -56,7 +57,8 @@ class Broker:
         self.admin_http: Any = None  # broker.admin_http.AdminHttpServer (admin helper's wiring)
         self.ready = False
         self._stopping = asyncio.Event()
-        self._background: list[asyncio.Task] = []
+        self.ticker = Ticker(clock, on_invariant_violation=self.fail)
+        self.failed = False  # stopped by a broken invariant (exit non-zero)
         self._serving: dict[PartitionKey, Any] = {}  # open logs of existing partitions
         self._listeners: dict[PartitionKey, Callable[[], None]] = {}
         self._pending_opens: dict[PartitionKey, asyncio.Task] = {}
@@ -81,7 +83,8 @@ class Broker:
         await self.logs.start()
         await attach_tiered_storage(self)  # tiered/wiring.py: broker.tiered, remote_reader, ticks
         await self._serve_recovered_logs()
-        self._background.append(asyncio.get_running_loop().create_task(self._housekeeping_loop()))
+        self.ticker.every("housekeeping", limits.housekeeping_interval_ms, self._housekeeping)
+        self.ticker.start()
         await self._start_group_coordinator()
         await self.kafka_server.start_serving()
         self.ready = True
@@ -244,7 +247,8 @@ class Broker:
                 await asyncio.gather(previous, return_exceptions=True)
             try:
                 await work()
-            except InvariantViolation:
+            except InvariantViolation as error:
+                self.fail("a partition log lifecycle step", error)
                 raise
             except Exception:
                 log.exception("partition log lifecycle step failed")
@@ -290,20 +294,17 @@ class Broker:
 
     # -- background ---------------------------------------------------------------------------
 
-    async def _housekeeping_loop(self) -> None:
-        """Roll, retention, relaxed-mode fsync and producer expiry on a fixed tick."""
-        while True:
-            await self.clock.sleep_ms(limits.housekeeping_interval_ms)
-            now_ms = self.clock.now_ms()
-            try:
-                await self.logs.tick(now_ms)
-                self.producers.expire(now_ms)
-            except InvariantViolation:
-                log.critical("invariant violated during housekeeping; stopping the node", exc_info=True)
-                self.request_stop()
-                return
-            except Exception:
-                log.exception("housekeeping tick failed")
+    async def _housekeeping(self, now_ms: int) -> None:
+        """Roll, retention, relaxed-mode fsync and producer expiry."""
+        await self.logs.tick(now_ms)
+        self.producers.expire(now_ms)
+
+    def fail(self, where: str, error: BaseException | None = None) -> None:
+        """A broken invariant: a bug, and continuing risks data. Log it and stop the node;
+        `shoal start` then exits non-zero."""
+        log.critical("invariant violated in %s; stopping the node", where, exc_info=error)
+        self.failed = True
+        self.request_stop()
 
     async def run_until_stopped(self) -> None:
         await self._stopping.wait()
@@ -315,9 +316,7 @@ class Broker:
         """Stop serving, then flush and close every log (exit 0 after SIGTERM)."""
         self.ready = False
         await self.kafka_server.stop()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.ticker.stop()
         await self._stop_group_coordinator()
         if self._lifecycle_tail is not None:
             await asyncio.gather(self._lifecycle_tail, return_exceptions=True)

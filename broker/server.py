@@ -44,6 +44,7 @@ from broker import limits
 from broker.handlers import registry
 from broker.handlers.api_versions import unsupported_version_response
 from broker.handlers.context import CLOSE_CONNECTION, NO_RESPONSE, ConnectionInfo, EncodedResponse, RequestContext
+from broker.invariant import InvariantViolation
 from broker.protocol.framing import FrameDecoder, FrameError, frame
 from broker.protocol.messages import (
     API_VERSIONS_KEY, MalformedRequest, RequestHeader, decode_request, encode_response,
@@ -285,6 +286,9 @@ class _Connection:
             return
         self._closing = True  # start nothing more; the writer closes after the earlier responses
         self._probe.request_errors.labels(header.api_name).inc()
+        if isinstance(error, InvariantViolation):
+            self._broker.fail(f"{header.api_name} v{header.api_version} from {self.info.peer}", error)
+            return
         log.error("%s v%d from %s failed; closing the connection", header.api_name, header.api_version,
                   self.info.peer, exc_info=error)
 

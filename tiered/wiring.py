@@ -11,19 +11,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 from aiohttp import web
 
 from broker import limits
 from broker.ids import Offset
-from broker.invariant import InvariantViolation
 from tiered.service import TieredStorage
 from tiered.settings import TopicTieredSettings, recovery_requested, resolve_topic_settings
-
-log = logging.getLogger("shoal.tiered")
 
 _NOT_TIERED = TopicTieredSettings(remote_storage_enable=False, retention_bytes=-1, retention_ms=-1,
                                   local_retention_bytes=-1, local_retention_ms=-1)
@@ -49,7 +44,7 @@ async def attach_tiered_storage(broker: Any) -> TieredStorage | None:
     broker.tiered = tiered
     broker.remote_reader = tiered.reader
     _add_admin_endpoints(broker, tiered)
-    broker._background.append(asyncio.get_running_loop().create_task(_tick_loop(broker, tiered)))
+    broker.ticker.every("tiered", limits.tiered_tick_interval_ms, tiered.tick)
     return tiered
 
 
@@ -82,16 +77,3 @@ def _add_admin_endpoints(broker: Any, tiered: TieredStorage) -> None:
         return {"topic": name, "partition_count": count}
 
     admin.add_json_endpoint("/v1/tiered/remote-topic", remote_topic)
-
-
-async def _tick_loop(broker: Any, tiered: TieredStorage) -> None:
-    while True:
-        await broker.clock.sleep_ms(limits.tiered_tick_interval_ms)
-        try:
-            await tiered.tick(broker.clock.now_ms())
-        except InvariantViolation:
-            log.critical("invariant violated in tiered storage; stopping the node", exc_info=True)
-            broker.request_stop()
-            return
-        except Exception:
-            log.exception("tiered storage tick failed")

@@ -46,4 +46,4 @@ async def _serve(config) -> int:
         await broker.run_until_stopped()
     finally:
         await broker.stop()
-    return 0
+    return 1 if broker.failed else 0

@@ -95,7 +95,6 @@ class GroupCoordinator:
         self.cleaner: OffsetsLogCleaner | None = None
         self.loaded = False
         self._tasks: set[asyncio.Task] = set()
-        self._tick_task: asyncio.Task | None = None
         self._cleanup_task: asyncio.Task | None = None
         self._on_fatal: Callable[[], None] = lambda: None
 
@@ -120,23 +119,11 @@ class GroupCoordinator:
         self.loaded = True
         log.info("loaded %d group(s) from %d record(s) of __consumer_offsets", len(self.groups), count)
 
-    def start_ticking(self, on_fatal: Callable[[], None] = lambda: None) -> None:
-        """Tick every limits.group_tick_interval_ms; a broken invariant logs, calls
-        `on_fatal` (the Broker stops the node) and ends the ticks."""
+    def on_invariant_violation(self, on_fatal: Callable[[], None]) -> None:
+        """`on_fatal` is called when background work (offsets cleanup) breaks an invariant:
+        the Broker stops the node. `tick()` itself runs on the node's ticker, which
+        handles its failures the same way."""
         self._on_fatal = on_fatal
-        self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop(on_fatal), name="group-coordinator-tick")
-
-    async def _tick_loop(self, on_fatal: Callable[[], None]) -> None:
-        while True:
-            await self.clock.sleep_ms(limits.group_tick_interval_ms)
-            try:
-                self.tick()
-            except InvariantViolation:
-                log.critical("invariant violated in the group coordinator; stopping the node", exc_info=True)
-                on_fatal()
-                return
-            except Exception:
-                log.exception("group coordinator tick failed")
 
     def tick(self) -> None:
         if self.loaded:
@@ -202,9 +189,6 @@ class GroupCoordinator:
                 del self.groups[group.group_id]
 
     async def close(self) -> None:
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            await asyncio.gather(self._tick_task, return_exceptions=True)
         self.membership.fail_waiting_requests(ErrorCode.not_coordinator)
         await self.drain()
         self.loaded = False

@@ -39,5 +39,6 @@ async def start_group_coordinator(broker: Any) -> GroupCoordinator:
     coordinator = GroupCoordinator(broker.clock, settings_for(broker.config), _topic_exists_in(broker))
     await coordinator.load(await open_offsets_log(broker))
     coordinator.forget_topics_other_than(lambda topic: topic in broker.topics)
-    coordinator.start_ticking(on_fatal=broker.request_stop)
+    coordinator.on_invariant_violation(lambda: broker.fail("the group coordinator's offsets cleanup"))
+    broker.ticker.every("groups", limits.group_tick_interval_ms, lambda now_ms: coordinator.tick())
     return coordinator
