@@ -25,6 +25,8 @@ from broker.ids import NodeId
 from broker.invariant import InvariantViolation
 from broker.metrics import BrokerProbe
 from broker.producer_state import ProducerStateManager, write_durably
+from broker.partition import ColdTier
+from broker.partition_manager import PartitionManager
 from broker.server import KafkaServer
 from broker.ticker import Ticker
 from broker.topic_table import INTERNAL_TOPICS, Topic, TopicTable
@@ -48,20 +50,17 @@ class Broker:
         self.producers: ProducerStateManager | None = None  # idempotent producer state
         self.fetch_waiters = FetchWaiters()
         self.tiered: Any = None  # tiered.service.TieredStorage
-        # --- SHADOW INDEXING SEAM: a shadow_indexing.RemoteReader serving reads below the
-        # local log start (set by the tiered-storage wiring; None = local reads only). ---
-        self.remote_reader: Any = None
+        self.cold_tier = ColdTier()  # what partitions read from / delete in the bucket
+        self.partitions = PartitionManager(lambda: self.topics, lambda: self.producers, self.cold_tier,
+                                           self.fetch_waiters, self.probe, clock)
         self.kafka_server = KafkaServer(self)
         self.kafka_port: int | None = None
         self.admin_port: int | None = None
-        self.admin_http: Any = None  # broker.admin_http.AdminHttpServer (admin helper's wiring)
+        self.admin_http: Any = None  # broker.admin_http.AdminHttpServer
         self.ready = False
         self._stopping = asyncio.Event()
         self.ticker = Ticker(clock, on_invariant_violation=self.fail)
         self.failed = False  # stopped by a broken invariant (exit non-zero)
-        self._serving: dict[PartitionKey, Any] = {}  # open logs of existing partitions
-        self._listeners: dict[PartitionKey, Callable[[], None]] = {}
-        self._pending_opens: dict[PartitionKey, asyncio.Task] = {}
         self._lifecycle_tail: asyncio.Task | None = None
         self._data_dir_lock: DataDirLock | None = None
 
@@ -81,14 +80,16 @@ class Broker:
         self.producers = ProducerStateManager(self.config.data_dir)
         self.logs = LogManager(self.config.data_dir, self.clock, self._log_config_for)
         await self.logs.start()
-        await attach_tiered_storage(self)  # tiered/wiring.py: broker.tiered, remote_reader, ticks
+        self.tiered = await attach_tiered_storage(self)
+        if self.tiered is not None:
+            self.cold_tier.reader, self.cold_tier.storage = self.tiered.reader, self.tiered
         await self._serve_recovered_logs()
         self.ticker.every("housekeeping", limits.housekeeping_interval_ms, self._housekeeping)
         self.ticker.start()
         await self._start_group_coordinator()
         await self.kafka_server.start_serving()
         self.ready = True
-        user_partitions = sum(1 for topic, _ in self._serving if topic not in INTERNAL_TOPICS)
+        user_partitions = sum(1 for topic, _ in self.partitions.keys() if topic not in INTERNAL_TOPICS)
         user_topics = sum(1 for topic in self.topics.topics() if not topic.internal)
         admin = self.config.admin_listen
         log.info("node %d (cluster %s) serving Kafka on %s:%d and the admin API on http://%s:%d: "
@@ -133,7 +134,7 @@ class Broker:
     def delete_topic(self, name: str) -> None:
         topic = self.topics.delete(name)
         for partition in range(topic.partitions):
-            self._stop_serving((topic.name, partition))
+            self.partitions.stop_serving(topic.name, partition)
         if self.producers is not None:
             self.producers.forget_topic(topic.name)
         if self.groups is not None:
@@ -180,28 +181,26 @@ class Broker:
                 if partition_log is not None:
                     partition_log.update_config(log_config)
 
+    @property
+    def remote_reader(self) -> Any:
+        """The cold tier's reader (shadow_indexing.RemoteReader), or None."""
+        return self.cold_tier.reader
+
     def partition_log(self, topic: str, partition: int):
         """The open PartitionLog of topic/partition on this node, or None (no such
         partition, or its log is still opening: see open_partition_log)."""
-        return self._serving.get((topic, partition))
+        partition_object = self.partitions.get(topic, partition)
+        return partition_object.log if partition_object is not None else None
 
     async def open_partition_log(self, topic: str, partition: int):
         """The PartitionLog of an existing partition, waiting for it to open if it was
         just created; None when the topic table has no such partition."""
-        key = (topic, partition)
-        partition_log = self._serving.get(key)
-        if partition_log is not None:
-            return partition_log
-        pending = self._pending_opens.get(key)
-        if pending is not None:
-            await asyncio.gather(asyncio.shield(pending), return_exceptions=True)  # failures are logged
-        return self._serving.get(key)
+        partition_object = await self.partitions.wait_for(topic, partition)
+        return partition_object.log if partition_object is not None else None
 
     async def topic_logs_ready(self, name: str) -> None:
         """Wait until every partition log of topic `name` queued so far is open."""
-        pending = [task for (topic, _), task in self._pending_opens.items() if topic == name]
-        if pending:
-            await asyncio.gather(*(asyncio.shield(task) for task in pending), return_exceptions=True)
+        await self.partitions.topic_ready(name)
 
     def cluster_size(self) -> int:
         return 1  # single node until clustering lands
@@ -227,15 +226,9 @@ class Broker:
                     return  # deleted (or re-created) before its turn came
                 partition_log = await self.logs.create(key[0], key[1], self._log_config_for(*key),
                                                        start_offset=await initial_offset_for(self, *key))
-                self._start_serving(key, partition_log)
+                self.partitions.serve(key[0], key[1], partition_log)
 
-            task = self._queue_lifecycle(open_one)
-            self._pending_opens[key] = task
-            task.add_done_callback(lambda done, key=key: self._forget_pending_open(key, done))
-
-    def _forget_pending_open(self, key: PartitionKey, task: asyncio.Task) -> None:
-        if self._pending_opens.get(key) is task:
-            del self._pending_opens[key]
+            self.partitions.opening(key, self._queue_lifecycle(open_one))
 
     def _queue_lifecycle(self, work: Callable[[], Awaitable[None]]) -> asyncio.Task:
         """Run `work` after every lifecycle step queued before it (file operations on
@@ -259,24 +252,6 @@ class Broker:
         self._lifecycle_tail = task
         return task
 
-    def _start_serving(self, key: PartitionKey, partition_log: Any) -> None:
-        topic, partition = key
-        if self.producers is not None:
-            self.producers.rebuild(topic, partition, partition_log.iter_batch_headers(partition_log.log_start_offset),
-                                   self.clock.now_ms())
-        listener = lambda: self.fetch_waiters.notify(topic, partition)  # noqa: E731
-        partition_log.add_append_listener(listener)
-        self._listeners[key] = listener
-        self._serving[key] = partition_log
-        self.probe.partitions.set(len(self._serving))
-
-    def _stop_serving(self, key: PartitionKey) -> None:
-        partition_log = self._serving.pop(key, None)
-        listener = self._listeners.pop(key, None)
-        if partition_log is not None and listener is not None and hasattr(partition_log, "remove_append_listener"):
-            partition_log.remove_append_listener(listener)
-        self.probe.partitions.set(len(self._serving))
-
     async def _serve_recovered_logs(self) -> None:
         """After LogManager.start(): serve every partition of the topic table (creating
         logs that are missing) and remove logs of topics no longer in the table (a delete
@@ -290,7 +265,7 @@ class Broker:
         for key in sorted(wanted):
             partition_log = await self.logs.create(key[0], key[1], self._log_config_for(*key),
                                                    start_offset=await initial_offset_for(self, *key))
-            self._start_serving(key, partition_log)
+            self.partitions.serve(key[0], key[1], partition_log)
 
     # -- background ---------------------------------------------------------------------------
 

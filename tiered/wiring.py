@@ -1,9 +1,9 @@
 """Wiring TieredStorage into the running Broker (broker/app.py calls these two functions).
 
-    attach_tiered_storage(broker)         after the logs are open: builds TieredStorage,
-                                          sets broker.tiered and broker.remote_reader, adds
+    attach_tiered_storage(broker)         after the logs are open: builds and returns the
+                                          TieredStorage (the node keeps it), adds
                                           /v1/tiered/status, /v1/tiered/remote-topic and
-                                          the /metrics collector, starts the tick task
+                                          the /metrics collector, schedules its tick on the node's ticker
     initial_offset_for(broker, topic, p)  the start offset of a partition log about to be
                                           created: after the bucket's last offset when the
                                           topic asks for shoal.remote.recovery, else 0
@@ -41,8 +41,6 @@ async def attach_tiered_storage(broker: Any) -> TieredStorage | None:
     tiered = TieredStorage(config, logs=lambda: list(broker.logs) if broker.logs is not None else [],
                            settings_for=settings_for, clock=broker.clock, create_log=open_recovered_log)
     await tiered.start()
-    broker.tiered = tiered
-    broker.remote_reader = tiered.reader
     _add_admin_endpoints(broker, tiered)
     broker.ticker.every("tiered", limits.tiered_tick_interval_ms, tiered.tick)
     return tiered

@@ -1,5 +1,5 @@
 """DeleteRecords (21), v0-2: move a partition's log start offset forward (Kafka's
-AdminClient.deleteRecords), through PartitionLog.delete_records_before.
+AdminClient.deleteRecords), through Partition.delete_records_before (broker/partition.py).
 
 Per partition, as Kafka answers: offset -1 means the high watermark; an offset above the
 high watermark (or any other negative one) gets OFFSET_OUT_OF_RANGE; an unknown topic or
@@ -12,7 +12,7 @@ deletion is durable before the response: a restart never brings the records back
 
 With remote.storage.enable the local log deletes and persists the new start first
 (`delete_records_offset`, which also stops remote reads below it), then the cold tier
-takes it into the partition manifest (`broker.tiered.delete_records_before`); the low
+takes it into the partition manifest (`TieredStorage.delete_records_before`); the low
 watermark is then the lower of the local start and the first offset still in the bucket.
 A bucket that cannot take it in time gives KAFKA_STORAGE_ERROR (clients retry; the local
 deletion already holds)."""
@@ -25,10 +25,10 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.handlers.context import RequestContext
-from broker.ids import Offset
 from broker.protocol.kio_build import NO_THROTTLE, build, nested
 from broker.protocol.messages import response_type
 from broker.storage.api import KafkaStorageError, OffsetOutOfRange
+from broker.topic_table import INTERNAL_TOPICS
 
 API_KEY = 21
 MIN_VERSION = 0
@@ -56,39 +56,21 @@ async def handle(context: RequestContext, request: Any) -> Any:
     return build(response_class, throttle_time=NO_THROTTLE, topics=tuple(topics))
 
 
-async def _delete_partition(context: RequestContext, topic: str, partition: int,
+async def _delete_partition(context: RequestContext, topic: str, index: int,
                             requested_offset: int) -> tuple[ErrorCode, int]:
     """(error, low watermark) for one partition."""
-    broker = context.broker
-    topic_entry = broker.topics.get(topic)
-    if topic_entry is None or not 0 <= partition < topic_entry.partitions:
+    partition = await context.broker.partitions.wait_for(topic, index)
+    if partition is None:
         return ErrorCode.unknown_topic_or_partition, NO_LOW_WATERMARK
-    if topic_entry.internal:
+    if topic in INTERNAL_TOPICS:
         return ErrorCode.invalid_topic_exception, NO_LOW_WATERMARK
-    partition_log = await broker.open_partition_log(topic, partition)
-    if partition_log is None:
-        return ErrorCode.unknown_topic_or_partition, NO_LOW_WATERMARK
-    offset = int(partition_log.high_watermark) if requested_offset == HIGH_WATERMARK else requested_offset
+    offset = int(partition.high_watermark) if requested_offset == HIGH_WATERMARK else requested_offset
     if offset < 0:
         return ErrorCode.offset_out_of_range, NO_LOW_WATERMARK
     try:
-        low_watermark = int(await partition_log.delete_records_before(Offset(offset)))
-        remote_start = await _delete_in_cold_tier(broker, partition_log, topic, partition, offset)
+        return ErrorCode.none, await partition.delete_records_before(offset)
     except OffsetOutOfRange:
         return ErrorCode.offset_out_of_range, NO_LOW_WATERMARK
     except KafkaStorageError:  # the local disk, or the bucket (RemoteStorageUnavailable)
-        log.exception("DeleteRecords on %s/%d failed", topic, partition)
+        log.exception("DeleteRecords on %s/%d failed", topic, index)
         return ErrorCode.kafka_storage_error, NO_LOW_WATERMARK
-    if remote_start is not None:
-        low_watermark = min(low_watermark, int(remote_start))
-    return ErrorCode.none, low_watermark
-
-
-async def _delete_in_cold_tier(broker: Any, partition_log: Any, topic: str, partition: int,
-                               offset: int) -> int | None:
-    """The first offset still readable from the bucket after the deletion, or None."""
-    delete_remote = getattr(broker.tiered, "delete_records_before", None)
-    if delete_remote is None or not partition_log.config.remote_storage_enable:
-        return None
-    remote_start = await delete_remote(topic, partition, Offset(offset))
-    return None if remote_start is None else int(remote_start)

@@ -13,7 +13,8 @@
   any session id) is answered with session_id 0, which tells the client no session was
   created, so it keeps sending full fetches; an incremental fetch (epoch > 0) names a
   session Shoal never created and gets FETCH_SESSION_ID_NOT_FOUND (70).
-- Reads below the local log start go through the one shadow-indexing seam below.
+- Reads below the local log start come from the cold tier: the partition decides
+  (broker/partition.py, `Partition.reads_from_cold_tier`).
 - The response is hand-encoded (broker.protocol.fetch_response) around storage FileRegions.
 """
 
@@ -117,29 +118,25 @@ async def _read_partition(context: RequestContext, topic: str, partition_request
                           isolation_level: int) -> PartitionResponse:
     broker = context.broker
     index = partition_request.partition
-    topic_entry = broker.topics.get(topic)
-    if topic_entry is None or not 0 <= index < topic_entry.partitions:
+    partition = await broker.partitions.wait_for(topic, index)
+    if partition is None:
         return PartitionResponse(index, ErrorCode.unknown_topic_or_partition.value)
-    partition_log = await broker.open_partition_log(topic, index)
-    if partition_log is None:
-        return PartitionResponse(index, ErrorCode.unknown_topic_or_partition.value)
-    epoch_error = leader_epoch_error(getattr(partition_request, "current_leader_epoch", -1),
-                                     topic_entry.leader_epoch(index))
-    high_watermark = int(partition_log.high_watermark)
-    last_stable_offset = high_watermark  # no transactions: nothing is undecided
+    epoch_error = partition.epoch_error(getattr(partition_request, "current_leader_epoch", -1))
+    last_stable_offset = int(partition.last_stable_offset)
     response = PartitionResponse(
-        index, high_watermark=high_watermark, last_stable_offset=last_stable_offset,
-        log_start_offset=int(partition_log.log_start_offset),
+        index, high_watermark=int(partition.high_watermark), last_stable_offset=last_stable_offset,
+        log_start_offset=int(partition.log_start_offset),
         aborted_transactions=[] if isolation_level == READ_COMMITTED else None)
     if epoch_error is not None:
-        response.error_code = epoch_error
+        response.error_code = epoch_error.value
         return response
     max_bytes = min(partition_request.partition_max_bytes, budget.bytes_left)
     if max_bytes <= 0 and not budget.first_batch_rule:
         return response
     try:
-        response.records = await _read_records(broker, partition_log, topic, index, partition_request.fetch_offset,
-                                               max_bytes, last_stable_offset, budget.first_batch_rule)
+        response.records = await partition.read(partition_request.fetch_offset, max_bytes,
+                                                upper_bound=last_stable_offset,
+                                                min_one_batch=budget.first_batch_rule)
     except OffsetOutOfRange:
         response.error_code = ErrorCode.offset_out_of_range.value
     except KafkaStorageError as error:
@@ -151,35 +148,3 @@ async def _read_partition(context: RequestContext, topic: str, partition_request
         log.exception("fetch from %s/%d at offset %d failed", topic, index, partition_request.fetch_offset)
         response.error_code = ErrorCode.kafka_storage_error.value
     return response
-
-
-async def _read_records(broker: Any, partition_log: Any, topic: str, partition: int, offset: int,
-                        max_bytes: int, upper_bound: int, min_one_batch: bool) -> list[Any]:
-    # --- SHADOW INDEXING SEAM: the one place a Fetch decides local vs cold tier -----------
-    remote = remote_reader_for(broker, partition_log, offset)
-    if remote is not None:
-        data = await remote.read(topic, partition, offset, max(max_bytes, 1))
-        return [data] if data else []
-    # ---------------------------------------------------------------------------------------
-    return partition_log.read(offset, max_bytes, upper_bound=upper_bound, min_one_batch=min_one_batch)
-
-
-def remote_reader_for(broker: Any, partition_log: Any, offset: int) -> Any:
-    """broker.remote_reader when `offset` must come from the cold tier, else None (then a
-    read below the local log start is OFFSET_OUT_OF_RANGE, as without tiered storage)."""
-    if broker.remote_reader is None:
-        return None
-    from shadow_indexing.predicate import may_read_from_cloud
-
-    if may_read_from_cloud(offset, partition_log.log_start_offset, partition_log.config.remote_storage_enable):
-        return broker.remote_reader
-    return None
-
-
-def leader_epoch_error(requested_epoch: int, current_epoch: int) -> int | None:
-    """KIP-320: a client's current_leader_epoch older than ours is fenced, newer unknown."""
-    if requested_epoch < 0 or requested_epoch == current_epoch:
-        return None
-    if requested_epoch < current_epoch:
-        return ErrorCode.fenced_leader_epoch.value
-    return ErrorCode.unknown_leader_epoch.value

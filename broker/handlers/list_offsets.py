@@ -5,7 +5,7 @@ Latest is the last stable offset for read_committed and the high watermark other
 without transactions the two are equal. Leader epochs (v4+) are the partition's one
 epoch, the same Metadata and Fetch use; a client's current_leader_epoch is checked like
 Kafka does (KIP-320). With tiered storage, earliest and timestamp lookups include the cold
-tier through the shadow-indexing seam below."""
+tier: the partition (broker/partition.py) asks both."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.handlers.context import RequestContext
-from broker.handlers.fetch import leader_epoch_error
 from broker.invariant import InvariantViolation
 from broker.protocol.kio_build import NO_THROTTLE, build, nested
 from broker.protocol.messages import response_type
@@ -51,19 +50,16 @@ async def handle(context: RequestContext, request: Any) -> Any:
 async def _list_partition(context: RequestContext, topic: str,
                           partition_request: Any) -> tuple[ErrorCode, int, int, int]:
     """(error, offset, timestamp, leader epoch) for one partition."""
-    broker = context.broker
     index = partition_request.partition_index
-    topic_entry = broker.topics.get(topic)
-    partition_log = await broker.open_partition_log(topic, index) if topic_entry is not None else None
-    if partition_log is None:
+    partition = await context.broker.partitions.wait_for(topic, index)
+    if partition is None:
         return ErrorCode.unknown_topic_or_partition, -1, -1, -1
-    epoch = topic_entry.leader_epoch(index)
-    epoch_error = leader_epoch_error(getattr(partition_request, "current_leader_epoch", -1), epoch)
+    epoch = partition.leader_epoch
+    epoch_error = partition.epoch_error(getattr(partition_request, "current_leader_epoch", -1))
     if epoch_error is not None:
-        return ErrorCode(epoch_error), -1, -1, -1
+        return epoch_error, -1, -1, -1
     try:
-        offset, timestamp = await _offset_and_timestamp(broker, partition_log, topic, index,
-                                                        partition_request.timestamp)
+        offset, timestamp = await _offset_and_timestamp(partition, partition_request.timestamp)
     except InvariantViolation:
         raise
     except KafkaStorageError as error:  # e.g. the bucket is down or frozen (RemoteStorageUnavailable)
@@ -75,47 +71,10 @@ async def _list_partition(context: RequestContext, topic: str,
     return ErrorCode.none, offset, timestamp, epoch if offset >= 0 else -1
 
 
-async def _offset_and_timestamp(broker: Any, partition_log: Any, topic: str, partition: int,
-                                timestamp: int) -> tuple[int, int]:
+async def _offset_and_timestamp(partition: Any, timestamp: int) -> tuple[int, int]:
     if timestamp == LATEST_TIMESTAMP:
-        return int(partition_log.high_watermark), -1  # = last stable offset: no transactions
+        return partition.latest_offset(), -1
     if timestamp == EARLIEST_TIMESTAMP:
-        return await _earliest_offset(broker, partition_log, topic, partition), -1
-    if timestamp == MAX_TIMESTAMP:
-        found = partition_log.max_timestamp()
-        return (int(found[0]), int(found[1])) if found is not None else NOT_FOUND
-    found = await _remote_offset_for_timestamp(broker, partition_log, topic, partition, timestamp)
-    if found is None:
-        found = partition_log.offset_for_timestamp(timestamp)
-    return (int(found[0]), int(found[1])) if found is not None else NOT_FOUND
-
-
-# --- SHADOW INDEXING SEAM: the cold tier's part of ListOffsets ------------------------------
-def _cold_tier_reader(broker: Any, partition_log: Any) -> Any:
-    if broker.remote_reader is None or not partition_log.config.remote_storage_enable:
-        return None
-    return broker.remote_reader
-
-
-async def _earliest_offset(broker: Any, partition_log: Any, topic: str, partition: int) -> int:
-    """The first offset of the partition across both tiers."""
-    local_start = int(partition_log.log_start_offset)
-    reader = _cold_tier_reader(broker, partition_log)
-    if reader is None or not hasattr(reader, "start_offset"):
-        return local_start
-    remote_start = await reader.start_offset(topic, partition)
-    return local_start if remote_start is None or remote_start < 0 else min(local_start, int(remote_start))
-
-
-async def _remote_offset_for_timestamp(broker: Any, partition_log: Any, topic: str, partition: int,
-                                       timestamp: int) -> tuple[int, int] | None:
-    """A match in the cold tier below the local log start, else None (search locally)."""
-    reader = _cold_tier_reader(broker, partition_log)
-    if reader is None:
-        return None
-    local_start = int(partition_log.log_start_offset)
-    found = await reader.offset_for_timestamp(topic, partition, timestamp, below_offset=local_start)
-    if found is None or found[0] >= local_start:
-        return None
-    return found
-# ----------------------------------------------------------------------------------------------
+        return await partition.earliest_offset(), -1
+    found = partition.max_timestamp() if timestamp == MAX_TIMESTAMP else await partition.offset_for_timestamp(timestamp)
+    return found if found is not None else NOT_FOUND

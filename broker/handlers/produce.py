@@ -13,8 +13,8 @@ Per partition, the way Kafka 3.x does it:
   `producer` and different from the batch's codec (decompress + recompress), or
   message.timestamp.type=LogAppendTime (maxTimestamp set to the append time, returned as
   log_append_time);
-- idempotent batches go through broker.producer_state (duplicates get their original
-  offsets back, gaps OUT_OF_ORDER_SEQUENCE_NUMBER 45, stale epochs INVALID_PRODUCER_EPOCH 47).
+- the partition (broker/partition.py) does the rest: min.insync.replicas, idempotent
+  batches through broker.producer_state (duplicates get their original offsets back, gaps OUT_OF_ORDER_SEQUENCE_NUMBER 45, stale epochs INVALID_PRODUCER_EPOCH 47).
 
 Transactions are not supported: a transactional produce (transactional_id set, or a
 batch with the transactional bit) gets UNSUPPORTED_VERSION (35), the code Shoal answers
@@ -42,7 +42,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.handlers.context import CLOSE_CONNECTION, NO_RESPONSE, RequestContext
-from broker.invariant import InvariantViolation, invariant
+from broker.invariant import InvariantViolation
+from broker.partition import ProduceRefused
 from broker.protocol.kio_build import NO_THROTTLE, build, nested
 from broker.protocol.messages import response_type
 from broker.records import (
@@ -67,14 +68,6 @@ class PartitionOutcome:
     log_append_time_ms: int = -1
     log_start_offset: int = -1
     message: str | None = None
-
-
-class ProduceRefused(Exception):
-    """One partition's batch is refused with a Kafka error code."""
-
-    def __init__(self, error: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.error = error
 
 
 async def handle(context: RequestContext, request: Any) -> Any:
@@ -154,31 +147,20 @@ async def _append_partition(context: RequestContext, request: Any, topic: str, p
         raise ProduceRefused(ErrorCode.invalid_required_acks, f"acks must be -1, 0 or 1, got {request.acks}")
     if request.transactional_id is not None:
         raise ProduceRefused(ErrorCode.unsupported_version, "transactions are not supported by Shoal")
-    partition_log = await broker.open_partition_log(topic, partition)
-    topic_entry = broker.topics.get(topic)
-    if partition_log is None or topic_entry is None:
+    target = await broker.partitions.wait_for(topic, partition)
+    if target is None:
         raise ProduceRefused(ErrorCode.unknown_topic_or_partition,
                              f"this server does not host {topic}-{partition}")
-    if topic_entry.internal:
-        raise ProduceRefused(ErrorCode.invalid_topic_exception, f"cannot append to internal topic {topic}")
-    configs = topic_entry.configs
-    if request.acks == -1 and int(configs.get("min.insync.replicas", "1")) > 1:
-        raise ProduceRefused(ErrorCode.not_enough_replicas,
-                             f"min.insync.replicas={configs['min.insync.replicas']} but 1 replica is in sync")
-    batch, header = _validated_batch(records, partition_log.config.max_message_bytes)
+    target.check_produce(request.acks)
+    configs = target.configs
+    batch, header = _validated_batch(records, target.log_config.max_message_bytes)
     _check_timestamps(header, configs, broker.clock.now_ms())
     batch, header, log_append_time_ms = _apply_topic_format(batch, header, configs, broker.clock.now_ms())
-    leader_epoch = topic_entry.leader_epoch(partition)
-    if header.producer_id >= 0:
-        outcome = await _append_idempotent(broker, topic, partition, partition_log, batch, header,
-                                           leader_epoch, log_append_time_ms, append_made)
-    else:
-        _mark_append_made(append_made)
-        result = await partition_log.append(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
-        outcome = PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
-                                   log_start_offset=result.log_start_offset)
+    result = await target.produce(batch, header, log_append_time_ms=log_append_time_ms,
+                                  on_ordered=lambda: _mark_append_made(append_made))
     broker.probe.produce_bytes.labels(topic).inc(header.size)
-    return outcome
+    return PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
+                            log_start_offset=result.log_start_offset)
 
 
 def _validated_batch(records: bytes | None, max_message_bytes: int) -> tuple[bytearray, BatchHeader]:
@@ -224,40 +206,6 @@ def _apply_topic_format(batch: bytearray, header: BatchHeader, configs: dict[str
         return batch, header, None
     set_log_append_time(batch, now_ms)
     return batch, read_header(batch), now_ms
-
-
-async def _append_idempotent(broker: Any, topic: str, partition: int, partition_log: Any,
-                             batch: bytearray, header: BatchHeader, leader_epoch: int,
-                             log_append_time_ms: int | None, append_made: asyncio.Future) -> PartitionOutcome:
-    """Sequence check, then record the batch and append it with no await in between: the
-    log assigns offsets in call order before its first await (group commit keeps working
-    across producers), and a failed append restores the producer's previous state."""
-    producers = broker.producers.partition(topic, partition)
-    verdict = producers.check(header.producer_id, header.producer_epoch, header.base_sequence, header.record_count)
-    if verdict.error != ErrorCode.none:
-        raise ProduceRefused(verdict.error, verdict.message or verdict.error.name)
-    if verdict.duplicate is not None:
-        original = verdict.duplicate
-        _mark_append_made(append_made)
-        if original.last_offset >= partition_log.high_watermark:
-            await partition_log.flush()  # the original may still await its fsync
-        return PartitionOutcome(base_offset=original.base_offset, log_append_time_ms=original.log_append_time_ms,
-                                log_start_offset=partition_log.log_start_offset)
-    expected_base = int(partition_log.log_end_offset)
-    previous = producers.record(
-        header.producer_id, header.producer_epoch, header.base_sequence, header.record_count,
-        expected_base, expected_base + header.record_count - 1,
-        -1 if log_append_time_ms is None else log_append_time_ms, broker.clock.now_ms())
-    _mark_append_made(append_made)
-    try:
-        result = await partition_log.append(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
-    except BaseException:
-        producers.restore(header.producer_id, previous)
-        raise
-    invariant(result.base_offset == expected_base, "log assigned an offset other than its end offset",
-              topic, partition, expected_base, result.base_offset)
-    return PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
-                            log_start_offset=result.log_start_offset)
 
 
 def _response(version: int, topics: list[tuple[str, list[tuple[int, PartitionOutcome]]]]) -> Any:
