@@ -5,6 +5,7 @@ from watermarks / offsets_for_times); with --group it joins the group and commit
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import Any
@@ -35,11 +36,13 @@ def register(subparsers) -> None:
         partition (or those given with -p) is read from the -o offset (default: earliest)
         and nothing is committed. With --group the consumer joins the group, starts at
         the group's committed offsets (-o earliest|latest when it has none) and commits
-        what it printed.
+        what it printed. SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the consumer is
+        closed, so with --group it commits what it printed and leaves the group at once
+        (exit status 130 or 143); a second signal ends it at once.
 
-        Formats: text (the value; --print-key / --print-headers put key and headers
-        before it, tab-separated), json (one object per message), or a template with
-        %t topic, %p partition, %o offset, %k key, %v value, %T timestamp (ms), %h headers,
+        Formats: text (the value; --print-key / --print-headers put the key, then the
+        headers, before it, tab-separated), json (one object per message), or a template
+        with %t topic, %p partition, %o offset, %k key, %v value, %T timestamp (ms), %h headers,
         %K / %S key / value length (-1 for null), %% a percent sign; \\t \\n escapes.
         A null key or value prints as nothing in text and templates, as null in json.
         """,
@@ -67,9 +70,10 @@ def register(subparsers) -> None:
     parser.add_argument("-g", "--group", metavar="GROUP", help="consume as a member of this consumer group")
     parser.add_argument("--format", default="text", metavar="FORMAT",
                         help="text (default), json, or a template like '%%p:%%o %%k=%%v'")
-    parser.add_argument("--print-key", action="store_true", help="text format: print the key before the value")
+    parser.add_argument("--print-key", action="store_true",
+                        help="text format: print the key first, before the headers and the value")
     parser.add_argument("--print-headers", action="store_true",
-                        help="text format: print the headers (k=v,...) before the value")
+                        help="text format: print the headers (k=v,...) before the value, after the key")
     parser.add_argument("--timeout-exit", type=positive_seconds, metavar="SECONDS",
                         help="exit when no message arrives for this long (non-zero if -n was not reached)")
 
@@ -125,21 +129,63 @@ def run_consume(arguments: argparse.Namespace) -> int:
     _check_group_options(arguments, spec)
     settings = settings_from(arguments)
     errors = ErrorCollector()
+    stop = StopSignals()
     consumer = Consumer(client_config(settings, errors, consumer_settings(arguments, spec)))
     try:
-        metadata = fetch_metadata(consumer, settings, errors, topic=arguments.topic)
-        loop = ConsumeLoop(consumer, renderer, arguments)
-        if arguments.group is None:
-            keys = cluster_queries.partition_keys(metadata, arguments.topic, arguments.partitions)
-            assignment = _assignment(consumer, settings, keys, spec)
-            loop.assigned.update(keys)
-            consumer.assign(assignment)
-        else:
-            cluster_queries.topic_metadata(metadata, arguments.topic)
-            consumer.subscribe([arguments.topic], on_assign=loop.on_assign, on_revoke=loop.on_revoke)
-        return loop.run()
+        loop = ConsumeLoop(consumer, renderer, arguments, stop)
+        _start_reading(consumer, loop, arguments, settings, errors, spec)
+        stop.install()  # not earlier: setup blocks inside librdkafka, where no Python handler runs
+        exit_code = loop.run()
     finally:
-        consumer.close()
+        consumer.close()  # commits what was printed and sends LeaveGroup
+        stop.restore()
+    return stop.exit_code(exit_code)
+
+
+def _start_reading(consumer: Consumer, loop: "ConsumeLoop", arguments: argparse.Namespace,
+                   settings: ConnectionSettings, errors: ErrorCollector, spec: StartOffset) -> None:
+    """Assign the partitions at their start offsets, or subscribe as a group member."""
+    metadata = fetch_metadata(consumer, settings, errors, topic=arguments.topic)
+    if arguments.group is None:
+        keys = cluster_queries.partition_keys(metadata, arguments.topic, arguments.partitions)
+        assignment = _assignment(consumer, settings, keys, spec)
+        loop.assigned.update(keys)
+        consumer.assign(assignment)
+    else:
+        cluster_queries.topic_metadata(metadata, arguments.topic)
+        consumer.subscribe([arguments.topic], on_assign=loop.on_assign, on_revoke=loop.on_revoke)
+
+
+class StopSignals:
+    """Once installed, SIGTERM and SIGINT ask the consume loop to stop instead of killing
+    the process, so the consumer gets closed: killed, a group member would linger until its
+    session timed out. A second signal kills the process (the default action), also while
+    close() waits inside librdkafka, where no Python handler runs."""
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for number in self.signals:
+            if signal.getsignal(number) is not signal.SIG_IGN:  # `cmd &` in a script ignores SIGINT
+                self._previous[number] = signal.signal(number, self._on_signal)
+
+    def restore(self) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
+
+    def _on_signal(self, number: int, frame: Any) -> None:
+        self.received = number
+        for handled in self._previous:
+            signal.signal(handled, signal.SIG_DFL)
+
+    def exit_code(self, exit_code: int) -> int:
+        """128 + the signal's number (the shell's convention) once a signal arrived."""
+        return exit_code if self.received is None else 128 + self.received
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,10 +241,13 @@ def record_of(message: Any) -> ConsumedRecord:
 
 
 class ConsumeLoop:
-    """Polls in bounded batches, prints, and decides when to stop (-n, -e, --timeout-exit)."""
+    """Polls in bounded batches, prints, and decides when to stop (-n, -e, --timeout-exit,
+    a signal)."""
 
-    def __init__(self, consumer: Consumer, renderer: Any, arguments: argparse.Namespace) -> None:
+    def __init__(self, consumer: Consumer, renderer: Any, arguments: argparse.Namespace,
+                 stop: StopSignals) -> None:
         self.consumer = consumer
+        self.stop = stop
         self.renderer = renderer
         self.count = arguments.count
         self.exit_at_end = arguments.exit_at_end
@@ -220,7 +269,7 @@ class ConsumeLoop:
 
     def run(self) -> int:
         last_message_at = time.monotonic()
-        while not self._count_reached():
+        while not self._count_reached() and self.stop.received is None:
             batch = self.consumer.consume(num_messages=self._batch_size(),
                                           timeout=limits.cli_poll_interval_seconds)
             if self._handle(batch):

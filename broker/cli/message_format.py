@@ -87,9 +87,12 @@ def parse_format(text: str, fields: dict[str, str]) -> list[str | tuple[str]]:
 
 
 class LineParser:
-    """Splits one input line into key/value/partition/timestamp by a format."""
+    """Splits one input line into key/value/partition/timestamp by a format. With
+    `unmatched_is_value` a line that does not match is the value, with no key (kcat -K);
+    otherwise it is refused."""
 
-    def __init__(self, parts: list[str | tuple[str]], null_empty: bool = False) -> None:
+    def __init__(self, parts: list[str | tuple[str]], null_empty: bool = False,
+                 unmatched_is_value: bool = False) -> None:
         field_names = [part[0] for part in parts if isinstance(part, tuple)]
         if "v" not in field_names:
             raise FormatError("an input format needs %v (the value)")
@@ -98,6 +101,7 @@ class LineParser:
             raise FormatError(f"field %{sorted(repeated)[0]} appears more than once in the input format")
         self.field_names = field_names
         self.null_empty = null_empty
+        self.unmatched_is_value = unmatched_is_value
         self.pattern = re.compile(self._regex(parts), re.DOTALL)
 
     @classmethod
@@ -109,7 +113,7 @@ class LineParser:
         separator = unescape(separator)
         if not separator:
             raise FormatError("the key separator must not be empty")
-        return cls([("k",), separator, ("v",)], null_empty)
+        return cls([("k",), separator, ("v",)], null_empty, unmatched_is_value=True)
 
     @staticmethod
     def _regex(parts: list[str | tuple[str]]) -> bytes:
@@ -130,7 +134,7 @@ class LineParser:
         """The record in `line`, or None when the line does not match the format."""
         match = self.pattern.fullmatch(line)
         if match is None:
-            return None
+            return InputRecord(value=self._bytes_or_null(line)) if self.unmatched_is_value else None
         found = dict(zip(self.field_names, match.groups()))
         return InputRecord(
             value=self._bytes_or_null(found["v"]),
@@ -191,8 +195,9 @@ class TemplateRenderer:
 
 
 class TextRenderer:
-    """The value, optionally preceded by headers and key, tab-separated, one per line.
-    A null key or value prints as nothing (use --format json to tell null from empty)."""
+    """The value, optionally preceded by the key and then the headers (the key first, as
+    kcat -K prints it), tab-separated, one per line. A null key or value prints as nothing
+    (use --format json to tell null from empty)."""
 
     def __init__(self, print_key: bool = False, print_headers: bool = False) -> None:
         self.print_key = print_key
@@ -200,10 +205,10 @@ class TextRenderer:
 
     def render(self, record: ConsumedRecord) -> bytes:
         columns = []
-        if self.print_headers:
-            columns.append(headers_text(record.headers))
         if self.print_key:
             columns.append(record.key or b"")
+        if self.print_headers:
+            columns.append(headers_text(record.headers))
         columns.append(record.value or b"")
         return b"\t".join(columns) + b"\n"
 

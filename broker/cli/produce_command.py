@@ -30,9 +30,12 @@ def register(subparsers) -> None:
         """
         Send messages to TOPIC: each VALUE argument is one message; without VALUE
         arguments every line read from stdin is one message (end with Ctrl-D). Lines can
-        carry a key (and partition/timestamp) with --format or --key-separator. Prints a
-        summary (and each message's partition and offset with -v); exits non-zero if any
-        message was not delivered within --timeout.
+        carry a key (and partition/timestamp) with --format or --key-separator. With
+        --key-separator a line without the separator is sent whole as the value with no
+        key (-k's key if given), as kcat -K does; with --format a line that does not match
+        is not sent and counts as a failure. Prints a summary (and each message's partition
+        and offset with -v); exits non-zero if any message was not delivered within
+        --timeout.
 
         Input format fields: %k key, %v value, %p partition, %T timestamp (ms since epoch),
         %% a percent sign; escapes \\t \\n \\\\.
@@ -60,7 +63,8 @@ def register(subparsers) -> None:
     line_format.add_argument("-f", "--format", metavar="FORMAT",
                              help="how to split an input line, e.g. '%%k\\t%%v' (default: the line is the value)")
     line_format.add_argument("-K", "--key-separator", metavar="SEPARATOR",
-                             help="split each input line into key and value at the first SEPARATOR")
+                             help="split each input line into key and value at the first SEPARATOR; "
+                                  "a line without it is all value, with no key")
     parser.add_argument("-Z", "--null-empty", action="store_true",
                         help="send an empty key or value as null (a tombstone for an empty value)")
     parser.add_argument("-v", "--verbose", action="store_true",
