@@ -1,6 +1,7 @@
 """What every client command shares: the connection options (-b, -X, --timeout), the
 librdkafka settings built from them, one-line error messages, and the reachability check
-that turns "no broker answers" into a clear error within --timeout instead of a hang.
+that turns "no broker answers" into a clear error instead of a hang: at once when every
+broker refused the connection, within --timeout when they do not answer at all.
 
 The Kafka protocol itself is spoken by confluent-kafka (librdkafka): a well-kept client
 that every broker is tested against, so the CLI behaves like the clients users run.
@@ -14,6 +15,7 @@ import functools
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,6 +35,15 @@ EXIT_INTERRUPTED = 130
 # librdkafka's own log lines (connection refused, retries) would drown the one line we
 # print; keep only critical ones unless the user asks for debug output with -X debug=...
 QUIET_LIBRDKAFKA_LOG_LEVEL = 2
+
+# librdkafka reports refused connections only through error_cb, served between calls, and
+# its metadata call blocks for its whole timeout; so the reachability check asks in slices,
+# the first this long, each twice the one before (a slow but live broker still answers).
+REACHABILITY_FIRST_SLICE_SECONDS = 0.1
+
+# Errors of a metadata request meaning "no broker answered", not an error a broker returned.
+_CONNECTION_ERRORS = (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+                      KafkaError._RESOLVE)
 
 
 class CommandError(Exception):
@@ -206,18 +217,24 @@ def unreachable(settings: ConnectionSettings, errors: ErrorCollector) -> Command
 
 def fetch_metadata(client: Any, settings: ConnectionSettings, errors: ErrorCollector,
                    topic: str | None = None) -> Any:
-    """Cluster metadata, or a CommandError saying the brokers cannot be reached."""
-    try:
-        return client.list_topics(topic=topic, timeout=settings.timeout_seconds)
-    except KafkaException as exception:
-        error = error_of(exception)
-        if hasattr(client, "poll"):
-            client.poll(0)  # deliver pending error_cb calls: they hold the reason
-        if error is not None and error.code() in (
-                KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
-                KafkaError._RESOLVE):
-            raise unreachable(settings, errors) from None
-        raise
+    """Cluster metadata, or a CommandError saying the brokers cannot be reached: as soon as
+    librdkafka reports every broker down (each refused the connection or closed it), else
+    when --timeout has passed (addresses that do not answer at all)."""
+    deadline = time.monotonic() + settings.timeout_seconds
+    slice_seconds = REACHABILITY_FIRST_SLICE_SECONDS
+    while True:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            return client.list_topics(topic=topic, timeout=min(slice_seconds, remaining))
+        except KafkaException as exception:
+            error = error_of(exception)
+            if hasattr(client, "poll"):
+                client.poll(0)  # deliver pending error_cb calls: they hold the reason
+            if error is None or error.code() not in _CONNECTION_ERRORS:
+                raise
+            if errors.all_brokers_down or time.monotonic() >= deadline:
+                raise unreachable(settings, errors) from None
+        slice_seconds *= 2
 
 
 def wait_for(future: concurrent.futures.Future, settings: ConnectionSettings) -> Any:
