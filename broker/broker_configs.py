@@ -5,6 +5,9 @@ Shoal's broker configs are static: they come from the node config file / environ
 so every entry is read-only, with source STATIC_BROKER_CONFIG when the operator changed
 it and DEFAULT_CONFIG when it is the embedded default. The documentation of each entry
 names the Shoal node config key that sets it.
+
+Besides Kafka's names, `shoal.admin.api.url` gives the URL of the node's admin HTTP API,
+so a Kafka client that knows only the Kafka address finds it (`shoal tier status`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,33 @@ def _default_tier(node: NodeConfig) -> TierConfig:
 
 def _listener(address) -> str:
     return f"PLAINTEXT://{address.host}:{address.port}"
+
+
+ADMIN_API_URL_CONFIG = "shoal.admin.api.url"
+# A listen host that means "every interface" is no address to connect to; the admin API is
+# then reached on the host clients are given for Kafka.
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def admin_api_url(node: NodeConfig, bound_port: int | None = None) -> str | None:
+    """http://HOST:PORT of the node's admin API: the port it bound when known (the config
+    may say 0), else the configured one; None when neither is a real port."""
+    port = bound_port or node.admin_listen.port
+    if not port:
+        return None
+    host = node.admin_listen.host
+    if host in _WILDCARD_HOSTS:
+        host = node.kafka_advertise.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _admin_api_url_definition(bound_port: int | None) -> BrokerConfigDefinition:
+    return BrokerConfigDefinition(
+        ADMIN_API_URL_CONFIG, ConfigType.STRING, lambda node: admin_api_url(node, bound_port),
+        "admin_api.listen (the URL of this node's admin HTTP API, with the port it listens on)",
+        per_node=True)
 
 
 BROKER_CONFIGS: tuple[BrokerConfigDefinition, ...] = (
@@ -98,10 +128,12 @@ BROKER_CONFIGS: tuple[BrokerConfigDefinition, ...] = (
 )
 
 
-def describe_broker_configs(node: NodeConfig) -> list[ConfigDescription]:
-    """Every broker config of this node, read-only, with its source."""
+def describe_broker_configs(node: NodeConfig, admin_port: int | None = None) -> list[ConfigDescription]:
+    """Every broker config of this node, read-only, with its source. `admin_port` is the
+    port the admin API bound (the node's `admin_port`), for `shoal.admin.api.url`."""
     embedded = embedded_node_config()
-    return [_describe(definition, node, embedded) for definition in BROKER_CONFIGS]
+    definitions = BROKER_CONFIGS + (_admin_api_url_definition(admin_port),)
+    return [_describe(definition, node, embedded) for definition in definitions]
 
 
 def _describe(definition: BrokerConfigDefinition, node: NodeConfig, embedded: NodeConfig) -> ConfigDescription:
