@@ -179,7 +179,7 @@ def test_keys_headers_and_null_values_round_trip(shoal):
     assert all(r["topic"] == name and r["partition"] == 0 and r["timestamp_type"] == "CreateTime"
                for r in records)
     text = shoal.ok("consume", name, "-e", "--print-key", "--print-headers")
-    assert text.splitlines()[0] == "source=web,empty=,bare\tcustomer-7\tfirst"
+    assert text.splitlines()[0] == "customer-7\tsource=web,empty=,bare\tfirst"
     template = shoal.ok("consume", name, "-e", "--format", "%o|%k|%v|%K|%S")
     assert template.splitlines() == ["0|customer-7|first|10|5", "1|customer-7|second|10|6",
                                      "2|k3|third|2|5", "3|k4||2|-1", "4||fifth|-1|5"]

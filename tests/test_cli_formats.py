@@ -90,7 +90,7 @@ def test_template_renders_null_key_and_value_as_empty_with_length_minus_one():
 def test_text_renderer_prints_value_with_optional_headers_and_key():
     assert TextRenderer().render(RECORD) == b"hello\tworld\n"
     assert TextRenderer(print_key=True, print_headers=True).render(RECORD) == (
-        b"source=web,flag\tcustomer-7\thello\tworld\n")
+        b"customer-7\tsource=web,flag\thello\tworld\n")
 
 
 def test_json_renderer_keeps_null_apart_from_empty_and_base64s_binary():

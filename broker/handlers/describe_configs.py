@@ -68,7 +68,7 @@ def _broker_configs(context: RequestContext, name: str) -> list[ConfigDescriptio
     if name != str(context.broker.node_id):
         raise AdminRequestError(ErrorCode.invalid_request,
                                 f"unexpected broker id {name!r}: this is broker {context.broker.node_id}")
-    return describe_broker_configs(context.broker.config)
+    return describe_broker_configs(context.broker.config, admin_port=context.broker.admin_port)
 
 
 def _only_requested(descriptions: list[ConfigDescription], keys: Any) -> list[ConfigDescription]:
