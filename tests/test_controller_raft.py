@@ -250,6 +250,7 @@ def test_the_leader_fences_a_silent_node(tmp_path):
     async def scenario():
         async with Group(tmp_path, 3, heartbeat_interval_ms=200, session_timeout_ms=1_500) as group:
             leader = await group.ready()
+            assert (await leader.create_topic("spread", 3, 2)).ok  # two partitions on each node
             silent = next(index for index, node in enumerate(group.nodes) if not node.is_leader)
             fenced = []
             leader.add_listener(lambda change: fenced.append(change.node_id)
@@ -260,6 +261,9 @@ def test_the_leader_fences_a_silent_node(tmp_path):
             await wait_until(lambda: all(node.brokers()[silent].fenced for node in group.running), "fenced everywhere")
             result = await leader.create_topic("t", 4, 2)
             assert all(silent not in partition.replicas for partition in result.value.assignments)
+            moves = await leader.decommission_broker(silent)
+            assert len(moves) == 2 and all(move.ok for move in moves)
+            assert all(silent not in partition.replicas for partition in leader.topic("spread").assignments)
             restarted = await group.start(silent)
             await restarted.wait_ready(timeout_ms=10_000)
             assert (await restarted.register_broker(f"127.0.0.1:{9092 + silent}")).ok
@@ -311,6 +315,17 @@ def test_a_password_keeps_other_nodes_out(tmp_path):
     async def wait_for_leader_among(nodes):
         await wait_until(lambda: any(node.is_leader and node.is_ready for node in nodes), "a leader")
         return next(node for node in nodes if node.is_leader)
+
+    asyncio.run(scenario())
+
+
+def test_a_lone_node_may_take_an_ephemeral_port(tmp_path):
+    async def scenario():
+        for _ in range(2):
+            async with Controller(0, "127.0.0.1:0", [], tmp_path, None, SYSTEM_CLOCK) as node:
+                await node.wait_ready(timeout_ms=5_000)
+                assert node.is_leader and (await node.allocate_producer_id_block()).ok
+        assert node.snapshot()["next_producer_id"] == 2000
 
     asyncio.run(scenario())
 

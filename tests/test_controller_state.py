@@ -120,10 +120,13 @@ def test_reassign_and_decommission_move_every_replica_off_a_node():
         assert result.ok
         after = state["topics"][topic]["partitions"][partition]
         assert after["leader"] in replicas
-        assert (after["leader_epoch"] == before["leader_epoch"] + 1) == (before["leader"] == 1) == changes[0].leader_changed
-    assert all(1 not in partition["replicas"] for topic in state["topics"].values() for partition in topic["partitions"])
+        leader_moved = after["leader_epoch"] == before["leader_epoch"] + 1
+        assert leader_moved == (before["leader"] == 1) == changes[0].leader_changed
+    assert all(1 not in partition["replicas"]
+               for topic in state["topics"].values() for partition in topic["partitions"])
     topic, partition, epoch, replicas = moves[0]
-    assert cluster_state.reassign_replicas(state, topic, partition, epoch, replicas)[0].error == "invalid_update_version"
+    stale, _ = cluster_state.reassign_replicas(state, topic, partition, epoch, replicas)
+    assert stale.error == "invalid_update_version"
 
 
 def test_producer_id_blocks_never_overlap():
@@ -178,5 +181,6 @@ def test_liveness_fences_the_silent_and_unfences_the_returning():
 def test_assign_replicas_round_robin(node_count):
     live = list(range(10, 10 + node_count))
     assignment = cluster_state.assign_replicas(live, 2 * node_count, node_count, cursor=1)
-    assert [replicas[0] for replicas in assignment] == [live[(1 + index) % node_count] for index in range(2 * node_count)]
+    leaders = [replicas[0] for replicas in assignment]
+    assert leaders == [live[(1 + index) % node_count] for index in range(2 * node_count)]
     assert all(sorted(replicas) == live for replicas in assignment)

@@ -1,7 +1,8 @@
 """The cluster controller for asyncio: a pysyncobj Raft group ticked from the event loop.
 
 One code path for one node and for N: a node whose seeds name no other node is a Raft
-group of one (it elects itself within ~0.1 s; see `RaftTiming.single_node`).
+group of one (it elects itself within ~0.1 s; see `RaftTiming.single_node`). A lone node
+may listen on port 0 (an ephemeral port: no one else needs to reach it).
 
 Threads: none. pysyncobj runs with autoTick=False and `_tick` calls `doTick(0)` every
 `tick_interval_ms` through `loop.call_later`, so every Raft message, every apply of a
@@ -552,7 +553,9 @@ class Controller:
 
     def add_listener(self, listener: ChangeListener) -> None:
         """`listener(change)` runs on the event loop after each applied change (and on
-        leadership changes of this node); it must not block."""
+        leadership changes of this node); it must not block. At start, the entries replayed
+        from the local journal are reported like new ones (after a StateReplaced if a
+        snapshot was loaded), so a listener added before start() sees the whole state."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: ChangeListener) -> None:

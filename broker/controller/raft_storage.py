@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator
 import pysyncobj.syncobj as syncobj_module
 from pysyncobj.journal import FileJournal
 from pysyncobj.transport import TCPTransport
+from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from broker.controller import cluster_state
 from broker.invariant import invariant
@@ -57,6 +58,11 @@ from broker.producer_state import write_durably
 from broker.storage.flusher import sync_directory
 
 log = logging.getLogger("shoal.controller")
+
+# 0.3.17 is the first release that persists currentTerm and votedFor at all (through the
+# Journal interface patched below); with an older one a restarted node may vote twice.
+if tuple(int(part) for part in PYSYNCOBJ_VERSION.split(".")[:3]) < (0, 3, 17):
+    raise ImportError(f"broker.controller needs pysyncobj >= 0.3.17, found {PYSYNCOBJ_VERSION}")
 
 SNAPSHOT_FORMAT_VERSION = 1
 META_FORMAT_VERSION = 1
