@@ -10,16 +10,19 @@ Layout (Kafka's FetchResponse.json): throttle_time_ms, error_code + session_id (
 responses[topic, partitions[partition_index, error_code, high_watermark,
 last_stable_offset, log_start_offset (v5+), aborted_transactions (nullable)
 [producer_id, first_offset], preferred_read_replica (v11+), records (nullable)]].
-v12 is flexible: compact arrays/strings/bytes and an empty tagged-field section at the end
-of every struct. Shoal never sends the v12 tagged fields (diverging epoch, current leader,
-snapshot id): it has no followers and no snapshots.
+v12 is flexible: compact arrays/strings/bytes and a tagged-field section at the end of
+every struct. A partition's section may carry DivergingEpoch (tag 0: epoch int32,
+end_offset int64) and CurrentLeader (tag 1: leader_id int32, leader_epoch int32), each a
+struct with its own (empty) tagged-field section; like Kafka's and kio's writers, a tag is
+left out when its value is the schema default (-1, -1), so a reader cannot tell the two
+apart. SnapshotId (tag 2) is never sent: Shoal has no snapshots.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from broker.protocol.tagged_fields import write_uvarint
 
@@ -32,7 +35,30 @@ _INT32 = struct.Struct(">i")
 _PARTITION_FIXED = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
 _INT64 = struct.Struct(">q")
 _ABORTED = struct.Struct(">qq")
+_EPOCH_END_OFFSET = struct.Struct(">iqB")  # epoch, end_offset, empty tagged-field section
+_LEADER_ID_AND_EPOCH = struct.Struct(">iiB")  # leader_id, leader_epoch, empty tagged-field section
 _NO_TAGS = b"\x00"
+_DIVERGING_EPOCH_TAG = 0
+_CURRENT_LEADER_TAG = 1
+
+
+class EpochEndOffset(NamedTuple):
+    """DivergingEpoch (v12+): the largest epoch of the leader's log not above the
+    fetcher's last fetched epoch, and where it ends; records past it diverge."""
+
+    epoch: int
+    end_offset: int
+
+
+class LeaderIdAndEpoch(NamedTuple):
+    """CurrentLeader (v12+): who leads the partition and in which epoch."""
+
+    leader_id: int
+    leader_epoch: int
+
+
+_UNSET_EPOCH_END_OFFSET = EpochEndOffset(-1, -1)
+_UNSET_LEADER = LeaderIdAndEpoch(-1, -1)
 
 
 @dataclass
@@ -45,6 +71,8 @@ class PartitionResponse:
     aborted_transactions: Sequence[tuple[int, int]] | None = None  # (producer_id, first_offset)
     preferred_read_replica: int = -1
     records: list[Any] = field(default_factory=list)  # bytes / memoryview / FileRegion parts
+    diverging_epoch: EpochEndOffset | None = None  # v12+ tag 0; None: not written
+    current_leader: LeaderIdAndEpoch | None = None  # v12+ tag 1; None: not written
 
     @property
     def records_size(self) -> int:
@@ -112,6 +140,8 @@ def encode_fetch_response(version: int, topics: Sequence[TopicResponse], *, thro
 
 
 def _write_partition(out: _Parts, partition: PartitionResponse, version: int, flexible: bool) -> None:
+    if not flexible and (partition.diverging_epoch is not None or partition.current_leader is not None):
+        raise ValueError(f"FetchResponse v{version} has no diverging_epoch / current_leader (v12+)")
     buffer = out.buffer
     buffer += _PARTITION_FIXED.pack(partition.partition_index, partition.error_code,
                                     partition.high_watermark, partition.last_stable_offset)
@@ -137,7 +167,23 @@ def _write_partition(out: _Parts, partition: PartitionResponse, version: int, fl
         if _part_size(part):
             out.splice(part)
     if flexible:
-        out.write(_NO_TAGS)
+        _write_partition_tags(out.buffer, partition)
+
+
+def _write_partition_tags(buffer: bytearray, partition: PartitionResponse) -> None:
+    """The partition's tagged-field section: count, then (tag, size, value) by tag order."""
+    tags: list[tuple[int, bytes]] = []
+    diverging = partition.diverging_epoch
+    if diverging is not None and diverging != _UNSET_EPOCH_END_OFFSET:
+        tags.append((_DIVERGING_EPOCH_TAG, _EPOCH_END_OFFSET.pack(diverging.epoch, diverging.end_offset, 0)))
+    leader = partition.current_leader
+    if leader is not None and leader != _UNSET_LEADER:
+        tags.append((_CURRENT_LEADER_TAG, _LEADER_ID_AND_EPOCH.pack(leader.leader_id, leader.leader_epoch, 0)))
+    write_uvarint(buffer, len(tags))
+    for tag, value in tags:
+        write_uvarint(buffer, tag)
+        write_uvarint(buffer, len(value))
+        buffer += value
 
 
 def _write_count(buffer: bytearray, count: int, flexible: bool) -> None:
