@@ -1,8 +1,10 @@
 """The local path (deploy/local): the docker-compose file with MinIO, and the loopback
-script that runs Shoal nodes against moto_server without Docker.
+script that runs a Shoal cluster against moto_server without Docker.
 
 No Docker engine runs here, so the compose file is checked by parsing it and loading
-every Shoal config it mounts with Shoal's own loader; the loopback script runs for real.
+every Shoal config it mounts with Shoal's own loader. The loopback script's configs for a
+3-node cluster are checked the same way; it runs for real with one node only, until the
+clustering code is merged (a 3-node run would then start a real cluster).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def compose() -> dict:
 
 
 def shoal_services(compose: dict) -> dict[str, dict]:
-    return {name: service for name, service in compose["services"].items() if name.startswith("shoal-")}
+    """The Shoal nodes (shoal-<id>), not the shoal-network service holding their namespace."""
+    return {name: service for name, service in compose["services"].items() if re.fullmatch(r"shoal-\d+", name)}
 
 
 def mounted_config(service: dict) -> Path:
@@ -68,27 +71,44 @@ def test_compose_runs_minio_and_three_shoal_nodes(compose: dict) -> None:
         assert service["environment"]["AWS_SECRET_ACCESS_KEY"] == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
 
 
-def test_compose_shoal_configs_load_and_fit_the_compose_file(compose: dict) -> None:
+def test_compose_nodes_share_one_network_namespace(compose: dict) -> None:
+    """Each node advertises 127.0.0.1:<its port>: that works for the host's clients and for
+    the other nodes only because all three live in the shoal-network service's namespace,
+    which publishes the Kafka ports (a service in another's namespace cannot publish)."""
+    holder = compose["services"]["shoal-network"]
+    for name, service in shoal_services(compose).items():
+        assert service["network_mode"] == "service:shoal-network", name
+        assert service["depends_on"]["shoal-network"]["condition"] == "service_started"
+        assert "ports" not in service and "hostname" not in service, f"{name}: not allowed with network_mode service"
+    assert sorted(holder["ports"]) == ["9092:9092", "9093:9093", "9094:9094"]
+    assert holder.get("init") is True, "sleep as PID 1 would ignore SIGTERM"
+
+
+def test_compose_shoal_configs_load_and_form_one_cluster(compose: dict) -> None:
     nodes = shoal_services(compose)
     configs = {name: load_config(mounted_config(service), environ={}) for name, service in nodes.items()}
     assert sorted(config.node_id for config in configs.values()) == [0, 1, 2]
     seeds = {tuple(str(seed) for seed in config.cluster.seeds) for config in configs.values()}
-    assert seeds == {("shoal-0:33145", "shoal-1:33145", "shoal-2:33145")}
-    prefixes = {config.cloud_storage.url for config in configs.values()}
-    assert len(prefixes) == 3, "independent nodes need their own bucket prefix"
+    assert seeds == {("127.0.0.1:33145", "127.0.0.1:33146", "127.0.0.1:33147")}
+    assert {config.cloud_storage.url for config in configs.values()} == {"s3://shoal/local"}, "one cold tier"
+    assert {config.default_replication_factor for config in configs.values()} == {3}
+    published = {int(port.split(":")[0]) for port in compose["services"]["shoal-network"]["ports"]}
+    in_namespace: set[int] = set()
     for name, config in configs.items():
         service = nodes[name]
-        assert str(config.cluster.rpc_listen) == f"{service['hostname']}:33145"
-        assert config.cloud_storage.url.startswith("s3://shoal/")
+        assert config.cluster.rpc_listen in config.cluster.seeds
         assert config.cloud_storage.endpoint == "http://minio:9000"
         assert config.cloud_storage.access_key is None, "credentials belong in the environment"
         assert str(config.data_dir) == "/var/lib/shoal"
         assert any(volume.endswith(":/var/lib/shoal") for volume in service["volumes"])
-        published = {int(port.split(":")[0]) for port in service["ports"]}
-        assert config.kafka_advertise.host == "localhost" and config.kafka_advertise.port in published
+        assert config.kafka_advertise.host == "127.0.0.1" and config.kafka_advertise.port in published
         assert config.kafka_listen.port == config.kafka_advertise.port
+        assert config.kafka_listen.host == "0.0.0.0", "published ports arrive on the namespace's interface"
         healthcheck = " ".join(service["healthcheck"]["test"])
         assert f"127.0.0.1:{config.admin_listen.port}/v1/status/ready" in healthcheck
+        ports = {config.kafka_listen.port, config.admin_listen.port, config.cluster.rpc_listen.port}
+        assert not ports & in_namespace, f"{name}: a port another node of the namespace uses"
+        in_namespace |= ports
 
 
 def test_dockerfile_copies_what_the_package_needs() -> None:
@@ -112,21 +132,47 @@ def test_compose_file_passes_docker_compose_config_where_available() -> None:
     pytest.skip("no docker compose here (the Docker client has no compose plugin); the file is checked by parsing")
 
 
-def test_run_cluster_writes_configs_shoal_accepts(tmp_path: Path) -> None:
-    run_cluster = load_run_cluster()
-    arguments = run_cluster.parse_arguments(["--nodes", "3", "--data-dir", str(tmp_path), "--bucket", "shoal-local"])
+def run_cluster_configs(run_cluster, arguments: argparse.Namespace, directory: Path) -> list:
     nodes = run_cluster.plan_nodes(arguments)
     configs = []
     for node in nodes:
-        path = tmp_path / f"node-{node.node_id}.yaml"
+        path = directory / f"node-{node.node_id}.yaml"
         path.write_text(yaml.safe_dump(run_cluster.node_config(node, nodes, arguments, "http://127.0.0.1:9000")))
         configs.append(load_config(path, environ={}))
+    return configs
+
+
+def test_run_cluster_writes_configs_of_one_cluster_shoal_accepts(tmp_path: Path) -> None:
+    run_cluster = load_run_cluster()
+    arguments = run_cluster.parse_arguments(["--nodes", "3", "--data-dir", str(tmp_path), "--bucket", "shoal-local"])
+    configs = run_cluster_configs(run_cluster, arguments, tmp_path)
     assert [config.node_id for config in configs] == [0, 1, 2]
     assert [config.kafka_listen.port for config in configs] == [9092, 9093, 9094]
     assert [config.admin_listen.port for config in configs] == [9644, 9645, 9646]
-    assert len({config.cloud_storage.url for config in configs}) == 3
+    assert [str(config.cluster.rpc_listen) for config in configs] == ["127.0.0.1:33145", "127.0.0.1:33146", "127.0.0.1:33147"]
+    assert {tuple(str(seed) for seed in config.cluster.seeds) for config in configs} == {
+        ("127.0.0.1:33145", "127.0.0.1:33146", "127.0.0.1:33147")}
+    assert {config.cloud_storage.url for config in configs} == {"s3://shoal-local/local"}, "one cold tier"
     assert len({config.data_dir for config in configs}) == 3
-    assert all(len(config.cluster.seeds) == 3 for config in configs)
+    assert {config.default_replication_factor for config in configs} == {3}
+
+
+def test_run_cluster_ephemeral_ports_prefix_and_replication_factor_cap(tmp_path: Path) -> None:
+    run_cluster = load_run_cluster()
+    arguments = run_cluster.parse_arguments(["--nodes", "5", "--ephemeral-ports", "--data-dir", str(tmp_path),
+                                             "--prefix", "/team-a/"])
+    configs = run_cluster_configs(run_cluster, arguments, tmp_path)
+    ports = [port for config in configs
+             for port in (config.kafka_listen.port, config.admin_listen.port, config.cluster.rpc_listen.port)]
+    assert len(set(ports)) == len(ports) == 15
+    assert {config.cloud_storage.url for config in configs} == {"s3://shoal-local/team-a"}
+    assert {config.default_replication_factor for config in configs} == {3}
+    assert all(config.cluster.rpc_listen in config.cluster.seeds and len(config.cluster.seeds) == 5 for config in configs)
+    (tmp_path / "single").mkdir()
+    single_arguments = run_cluster.parse_arguments(["--nodes", "1", "--data-dir", str(tmp_path / "single")])
+    [single] = run_cluster_configs(run_cluster, single_arguments, tmp_path / "single")
+    assert single.default_replication_factor == 1
+    assert [str(seed) for seed in single.cluster.seeds] == [str(single.cluster.rpc_listen)]
 
 
 def read_lines_until(process: subprocess.Popen, marker: str, seconds: float) -> list[str]:
@@ -144,28 +190,33 @@ def read_lines_until(process: subprocess.Popen, marker: str, seconds: float) -> 
                          + "".join(process.stdout.readlines()))
 
 
-def test_run_cluster_starts_three_nodes_on_loopback_and_stops_them_cleanly(tmp_path: Path) -> None:
+def test_run_cluster_starts_one_node_on_loopback_and_stops_it_cleanly(tmp_path: Path) -> None:
+    """One node only: three would start a real cluster once the clustering code is in."""
     pytest.importorskip("moto.server")
     environment = {key: value for key, value in os.environ.items() if not key.startswith("SHOAL_")}
-    # The nodes run this checkout even if the venv's editable install points elsewhere.
+    # The node runs this checkout even if the venv's editable install points elsewhere.
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
     process = subprocess.Popen(
-        [sys.executable, str(LOCAL / "run-cluster"), "--nodes", "3", "--ephemeral-ports", "--data-dir", str(tmp_path)],
+        [sys.executable, str(LOCAL / "run-cluster"), "--nodes", "1", "--ephemeral-ports", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=tmp_path)
     try:
         lines = read_lines_until(process, "bootstrap servers:", CLUSTER_READY_SECONDS_MAX)
-        ready = [line for line in lines if re.match(r"node \d ready: ", line)]
-        assert len(ready) == 3
-        admin_urls = [re.search(r"admin (http://\S+),", line).group(1) for line in ready]
-        kafka_ports = [int(re.search(r"kafka 127\.0\.0\.1:(\d+)", line).group(1)) for line in ready]
-        assert all(http_ok(f"{url}/v1/status/ready") for url in admin_urls)
-        assert all(port_open(port) for port in kafka_ports)
-        assert "not a replicated cluster" in lines[-1]
+        [ready] = [line for line in lines if re.match(r"node \d ready: ", line)]
+        admin_url = re.search(r"admin (http://\S+),", ready).group(1)
+        kafka_port = int(re.search(r"kafka 127\.0\.0\.1:(\d+)", ready).group(1))
+        rpc_address = re.search(r"rpc (127\.0\.0\.1:\d+)", ready).group(1)
+        assert http_ok(f"{admin_url}/v1/status/ready")
+        assert port_open(kafka_port)
+        [summary] = [line for line in lines if line.startswith("cluster of 1 Shoal node(s):")]
+        assert f"seeds {rpc_address};" in summary and "docs/replication.md" in summary
+        config = load_config(tmp_path / "node-0" / "shoal.yaml", environ={})
+        assert [str(seed) for seed in config.cluster.seeds] == [rpc_address]
+        assert config.cloud_storage.url == "s3://shoal-local/local"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=CLUSTER_STOP_SECONDS_MAX) == 0
         remaining = process.stdout.read()
-        assert remaining.count("stopped (exit 0)") == 3, remaining
-        assert not any(port_open(port) for port in kafka_ports)
+        assert remaining.count("stopped (exit 0)") == 1, remaining
+        assert not port_open(kafka_port)
     finally:
         if process.poll() is None:
             process.kill()

@@ -1,8 +1,10 @@
-"""What the Terraform module renders: cloud-init for a 3-node cluster whose shoal.yaml
-files Shoal's own loader accepts, and install steps that start a real node.
+"""What the Terraform module renders: one 3-node cluster whose nodes share the seeds and the
+bucket prefix, with cloud-init whose shoal.yaml files Shoal's own loader accepts, and
+install steps that start a real node.
 
-Rendering is done by Terraform itself (templatefile/yamlencode in the provider-free
-module shoal_node_config, applied offline); nothing here re-implements it.
+Rendering is done by Terraform itself (cidrhost in the provider-free module
+shoal_node_addresses, templatefile/yamlencode in shoal_node_config, both applied offline
+and wired as modules/shoal_cluster wires them); nothing here re-implements it.
 """
 
 from __future__ import annotations
@@ -30,29 +32,35 @@ NODE_STOP_SECONDS_MAX = 30
 INSTALL_SECONDS_MAX = 180
 
 
-CLUSTER_ADDRESSES = ["10.0.1.10", "10.0.2.10", "10.0.3.10"]
+CLUSTER_SUBNET_CIDR_BLOCKS = ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]
+CLUSTER_ADDRESSES = ["10.0.1.10", "10.0.2.10", "10.0.3.10"]  # host number 10 of each subnet
+CLUSTER_COLD_TIER = "s3://shoal-123456789012-eu-west-1/shoal"  # one prefix: the cluster name
 CLUSTER_TIERS = {
     "default": {"local_retention_ms": "6h", "local_retention_bytes": "100GiB", "retention_ms": "7d", "retention_bytes": "-1"},
     "year": {"local_retention_ms": "6h", "retention_ms": "365d", "retention_bytes": -1, "upload_compression": "zstd"},
 }
 CLUSTER_TOPIC_TIERS = [{"pattern": "billing.*", "tier": "year"}, {"pattern": "audit.*", "tier": "year"}]
+CLUSTER_NODE_INPUTS = {  # what modules/shoal_cluster passes to every node's shoal_node_config
+    "cloud_storage_url": CLUSTER_COLD_TIER,
+    "cloud_storage_region": "eu-west-1",
+    "cloud_storage_settings": {"upload_interval": "5m", "cache_size": "50GiB"},
+    "tiers": CLUSTER_TIERS,
+    "topic_tiers": CLUSTER_TOPIC_TIERS,
+    "log_settings": {"segment_bytes": "256MiB"},
+}
 
 
 @pytest.fixture(scope="module")
-def cluster_nodes(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
-    """The three nodes the AWS module would render (same inputs shoal_cluster passes)."""
-    nodes = [{
-        "node_id": node_id,
-        "node_addresses": CLUSTER_ADDRESSES,
-        "cloud_storage_url": f"s3://shoal-123456789012-eu-west-1/shoal/node-{node_id}",
-        "cloud_storage_region": "eu-west-1",
-        "cloud_storage_settings": {"upload_interval": "5m", "cache_size": "50GiB"},
-        "tiers": CLUSTER_TIERS,
-        "topic_tiers": CLUSTER_TOPIC_TIERS,
-        "log_settings": {"segment_bytes": "256MiB"},
-        "default_replication_factor": 3,
-    } for node_id in range(3)]
-    return terraform_runner.render_node_configs(terraform, tmp_path_factory.mktemp("render"), nodes)
+def cluster(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The three nodes the AWS module would render: addresses from the subnets' CIDR
+    blocks, then each node's config from all of them."""
+    return terraform_runner.render_cluster(terraform, tmp_path_factory.mktemp("render"), 3,
+                                           CLUSTER_SUBNET_CIDR_BLOCKS, CLUSTER_NODE_INPUTS)
+
+
+@pytest.fixture(scope="module")
+def cluster_nodes(cluster: dict) -> list[dict[str, str]]:
+    return cluster["nodes"]
 
 
 def files_of(cloud_init: str) -> dict[str, dict]:
@@ -76,12 +84,36 @@ def test_cloud_init_is_valid_user_data(cluster_nodes: list[dict[str, str]]) -> N
         assert files["/etc/systemd/system/shoal.service"]["content"] == node["systemd_unit"]
 
 
-def test_rendered_shoal_yaml_files_load_with_shoals_config_loader(cluster_nodes: list[dict[str, str]], tmp_path: Path) -> None:
+def load_rendered_configs(nodes: list[dict[str, str]], directory: Path) -> list:
     configs = []
-    for node_id, node in enumerate(cluster_nodes):
-        path = tmp_path / f"shoal-{node_id}.yaml"
+    for index, node in enumerate(nodes):
+        path = directory / f"shoal-{index}.yaml"
         path.write_text(files_of(node["cloud_init"])["/etc/shoal/shoal.yaml"]["content"])
         configs.append(load_config(path, environ={}))
+    return configs
+
+
+def test_cluster_addresses_are_fixed_from_the_subnets(cluster: dict) -> None:
+    assert cluster["addresses"] == CLUSTER_ADDRESSES
+    assert cluster["subnet_indexes"] == [0, 1, 2]
+    for node_id, node in enumerate(cluster["nodes"]):
+        assert node["rpc_address"] == f"{CLUSTER_ADDRESSES[node_id]}:33145"
+        assert node["cluster_seeds"] == [f"{address}:33145" for address in CLUSTER_ADDRESSES]
+
+
+def test_rendered_configs_form_one_cluster(cluster_nodes: list[dict[str, str]], tmp_path: Path) -> None:
+    configs = load_rendered_configs(cluster_nodes, tmp_path)
+    assert [config.node_id for config in configs] == [0, 1, 2]
+    assert len({tuple(config.cluster.seeds) for config in configs}) == 1, "the same seeds on every node"
+    assert len({config.cloud_storage.url for config in configs}) == 1, "one cold tier for the cluster"
+    assert {config.default_replication_factor for config in configs} == {3}
+    for config in configs:  # the controller requires its own rpc address among the seeds
+        assert config.cluster.rpc_listen in config.cluster.seeds
+    assert sorted(str(config.cluster.rpc_listen) for config in configs) == sorted(str(seed) for seed in configs[0].cluster.seeds)
+
+
+def test_rendered_shoal_yaml_files_load_with_shoals_config_loader(cluster_nodes: list[dict[str, str]], tmp_path: Path) -> None:
+    configs = load_rendered_configs(cluster_nodes, tmp_path)
     seeds = [f"{address}:33145" for address in CLUSTER_ADDRESSES]
     for node_id, config in enumerate(configs):
         assert config.node_id == node_id
@@ -90,7 +122,7 @@ def test_rendered_shoal_yaml_files_load_with_shoals_config_loader(cluster_nodes:
         assert str(config.kafka_listen) == "0.0.0.0:9092"
         assert str(config.kafka_advertise) == f"{CLUSTER_ADDRESSES[node_id]}:9092"
         assert str(config.data_dir) == "/var/lib/shoal"
-        assert config.cloud_storage.url == f"s3://shoal-123456789012-eu-west-1/shoal/node-{node_id}"
+        assert config.cloud_storage.url == CLUSTER_COLD_TIER
         assert config.cloud_storage.region == "eu-west-1"
         assert config.cloud_storage.endpoint is None
         assert config.cloud_storage.access_key is None and config.cloud_storage.secret_key is None
@@ -105,6 +137,30 @@ def test_rendered_shoal_yaml_files_load_with_shoals_config_loader(cluster_nodes:
         assert config.tier_for_topic("orders").name == "default"
         assert config.log.segment_bytes == 256 * 1024**2
         assert config.default_replication_factor == 3
+
+
+def test_smaller_and_larger_clusters_render_their_addresses_seeds_and_replication_factor(terraform: str, tmp_path: Path) -> None:
+    """Two nodes cap the default replication factor at 2; five nodes over three subnets
+    take the next host number in a subnet already used; explicit private_ips win."""
+    two = terraform_runner.render_cluster(terraform, tmp_path / "two", 2, CLUSTER_SUBNET_CIDR_BLOCKS, CLUSTER_NODE_INPUTS)
+    assert two["addresses"] == ["10.0.1.10", "10.0.2.10"]
+    assert [config.default_replication_factor for config in load_rendered_configs(two["nodes"], tmp_path / "two")] == [2, 2]
+
+    five = terraform_runner.render_cluster(terraform, tmp_path / "five", 5, CLUSTER_SUBNET_CIDR_BLOCKS, CLUSTER_NODE_INPUTS,
+                                           {"first_host_number": 20})
+    assert five["addresses"] == ["10.0.1.20", "10.0.2.20", "10.0.3.20", "10.0.1.21", "10.0.2.21"]
+    assert five["subnet_indexes"] == [0, 1, 2, 0, 1]
+    configs = load_rendered_configs(five["nodes"], tmp_path / "five")
+    assert {tuple(str(seed) for seed in config.cluster.seeds) for config in configs} == {
+        tuple(f"{address}:33145" for address in five["addresses"])}
+    assert [str(config.cluster.rpc_listen) for config in configs] == [f"{address}:33145" for address in five["addresses"]]
+    assert {config.default_replication_factor for config in configs} == {3}
+
+    explicit = ["10.0.1.200", "10.0.2.200", "10.0.3.200"]
+    given = terraform_runner.render_cluster(terraform, tmp_path / "given", 3, CLUSTER_SUBNET_CIDR_BLOCKS, CLUSTER_NODE_INPUTS,
+                                            {"private_ips": explicit})
+    assert given["addresses"] == explicit
+    assert given["nodes"][1]["cluster_seeds"] == [f"{address}:33145" for address in explicit]
 
 
 def test_rendered_systemd_unit_restarts_and_stops_cleanly(cluster_nodes: list[dict[str, str]]) -> None:
@@ -242,7 +298,7 @@ def test_rendered_install_steps_start_a_real_node(terraform: str, tmp_path: Path
         "shoal_pip_spec": str(source),
         # Offline and quick: dependencies come from the test's own environment.
         "pip_extra_args": ["--no-deps", "--no-index", "--no-build-isolation", "--ignore-installed"],
-        "cloud_storage_url": "s3://shoal-deploy-test/cluster/node-0",
+        "cloud_storage_url": "s3://shoal-deploy-test/cluster",
         "cloud_storage_endpoint": moto_endpoint,
         "cloud_storage_region": "us-east-1",
         "tiers": CLUSTER_TIERS,

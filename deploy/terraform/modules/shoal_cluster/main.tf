@@ -1,6 +1,7 @@
-# Shoal on AWS: node_count brokers spread over availability zones, each on local NVMe
-# (or EBS), with one encrypted bucket as the cold tier. Every node's shoal.yaml and
-# cloud-init come from ../shoal_node_config, which the test suite renders offline.
+# Shoal on AWS: one cluster of node_count brokers spread over availability zones, each on
+# local NVMe (or EBS), sharing one prefix of one encrypted bucket as the cold tier. Every
+# node's shoal.yaml and cloud-init come from ../shoal_node_config and the nodes' addresses
+# from ../shoal_node_addresses; the test suite applies both offline.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -34,17 +35,29 @@ data "aws_ami" "ubuntu" {
 locals {
   tags = merge({ "shoal:cluster" = var.name, "managed-by" = "terraform" }, var.tags)
 
-  vpc_id             = data.aws_subnet.selected[0].vpc_id
-  subnet_zones       = data.aws_subnet.selected[*].availability_zone
-  node_subnet_index  = [for node_id in range(var.node_count) : node_id % length(var.subnet_ids)]
-  ami_architecture   = contains(data.aws_ec2_instance_type.node.supported_architectures, "arm64") ? "arm64" : "amd64"
-  ami_id             = var.ami_id != null ? var.ami_id : data.aws_ami.ubuntu[0].id
-  bucket_name        = var.bucket_name != null ? var.bucket_name : "${var.name}-${data.aws_caller_identity.current.account_id}-${data.aws_region.current.name}"
-  bucket_prefix      = trim(var.bucket_prefix != null ? var.bucket_prefix : var.name, "/")
-  kms_key_arn        = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.shoal[0].arn
-  node_addresses     = aws_network_interface.node[*].private_ip
-  cloud_storage_urls = [for node_id in range(var.node_count) : var.bucket_prefix_per_node ? "s3://${local.bucket_name}/${local.bucket_prefix}/node-${node_id}" : "s3://${local.bucket_name}/${local.bucket_prefix}"]
-  cluster_ports      = { kafka = var.kafka_port, rpc = var.rpc_port, admin = var.admin_port }
+  vpc_id            = data.aws_subnet.selected[0].vpc_id
+  subnet_zones      = data.aws_subnet.selected[*].availability_zone
+  node_subnet_index = module.node_addresses.subnet_indexes
+  node_addresses    = module.node_addresses.addresses
+  ami_architecture  = contains(data.aws_ec2_instance_type.node.supported_architectures, "arm64") ? "arm64" : "amd64"
+  ami_id            = var.ami_id != null ? var.ami_id : data.aws_ami.ubuntu[0].id
+  bucket_name       = var.bucket_name != null ? var.bucket_name : "${var.name}-${data.aws_caller_identity.current.account_id}-${data.aws_region.current.name}"
+  bucket_prefix     = trim(var.bucket_prefix != null ? var.bucket_prefix : var.name, "/")
+  kms_key_arn       = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.shoal[0].arn
+  # One cluster, one cold tier: every node writes under the same prefix.
+  cloud_storage_url = "s3://${local.bucket_name}/${local.bucket_prefix}"
+  cluster_ports     = { kafka = var.kafka_port, rpc = var.rpc_port, admin = var.admin_port }
+}
+
+# Each node's private IP, fixed from the subnets' CIDR blocks before anything exists, so
+# that every node's user data can list all founding nodes as cluster.seeds.
+module "node_addresses" {
+  source = "../shoal_node_addresses"
+
+  node_count         = var.node_count
+  subnet_cidr_blocks = data.aws_subnet.selected[*].cidr_block
+  first_host_number  = var.private_ip_first_host_number
+  private_ips        = var.private_ips
 }
 
 module "node_config" {
@@ -61,7 +74,7 @@ module "node_config" {
   pip_extra_args             = var.pip_extra_args
   data_disk_mode             = var.data_disk
   ebs_volume_id              = var.data_disk == "ebs" ? aws_ebs_volume.data[count.index].id : ""
-  cloud_storage_url          = local.cloud_storage_urls[count.index]
+  cloud_storage_url          = local.cloud_storage_url
   cloud_storage_region       = data.aws_region.current.name
   cloud_storage_settings     = var.cloud_storage_settings
   tiers                      = var.tiers

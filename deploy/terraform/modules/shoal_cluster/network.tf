@@ -1,8 +1,9 @@
-# One security group for the brokers: Kafka from the allowed CIDRs and security groups;
-# RPC and admin only between the nodes (and admin from the given monitoring groups).
-# Each node gets a network interface created ahead of its instance, so its private IP
-# (its seed address and advertised address) is known before boot and survives instance
-# replacement.
+# One security group for the brokers: Kafka from the allowed CIDRs and security groups and
+# between the nodes (replicas fetch from the leader's Kafka listener); RPC (Raft) only
+# between the nodes; admin between the nodes and from the given monitoring groups.
+# Each node gets a network interface with a fixed private IP (../shoal_node_addresses),
+# created ahead of its instance: its seed address and advertised address are known at
+# plan time and survive instance replacement.
 
 resource "aws_security_group" "node" {
   name_prefix = "${var.name}-node-"
@@ -95,6 +96,14 @@ resource "aws_network_interface" "node" {
   count           = var.node_count
   description     = "Shoal ${var.name} node ${count.index}"
   subnet_id       = var.subnet_ids[local.node_subnet_index[count.index]]
+  private_ips     = [local.node_addresses[count.index]]
   security_groups = [aws_security_group.node.id]
   tags            = merge(local.tags, { Name = "${var.name}-node-${count.index}", "shoal:node-id" = tostring(count.index) })
+
+  lifecycle {
+    precondition {
+      condition     = length(local.node_addresses) == var.node_count && length(distinct(local.node_addresses)) == var.node_count
+      error_message = "The private_ips list must give node_count distinct addresses, one per node id."
+    }
+  }
 }

@@ -23,9 +23,14 @@ output "bucket_arn" {
   value       = aws_s3_bucket.cold_tier.arn
 }
 
-output "cloud_storage_urls" {
-  description = "cloud_storage.url of each node."
-  value       = local.cloud_storage_urls
+output "cloud_storage_url" {
+  description = "The cluster's cold tier, cloud_storage.url of every node (s3://BUCKET/PREFIX)."
+  value       = local.cloud_storage_url
+}
+
+output "cluster_seeds" {
+  description = "cluster.seeds of every node: the rpc address (private IP:rpc_port) of each founding node, indexed by node id."
+  value       = module.node_config[0].cluster_seeds
 }
 
 output "kms_key_arn" {
@@ -39,7 +44,7 @@ output "instance_ids" {
 }
 
 output "private_ips" {
-  description = "Private IP of each node, indexed by node id."
+  description = "Private IP of each node, indexed by node id (fixed: known at plan time)."
   value       = local.node_addresses
 }
 

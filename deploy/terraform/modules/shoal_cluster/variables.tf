@@ -122,9 +122,21 @@ variable "admin_port" {
 }
 
 variable "rpc_port" {
-  description = "Node-to-node RPC port."
+  description = "Node-to-node RPC port (cluster.rpc_listen on each node's private IP, and the seeds): Raft between the nodes, open only between them."
   type        = number
   default     = 33145
+}
+
+variable "private_ip_first_host_number" {
+  description = "Nodes get fixed private IPs, so that every node's cluster.seeds can name all of them before anything is created: the first node in each subnet gets this host number of the subnet (10 in 10.0.1.0/24 is 10.0.1.10), the next node in the same subnet the next number. Pick numbers nothing else in the subnets uses; AWS reserves 0-3."
+  type        = number
+  default     = 10
+}
+
+variable "private_ips" {
+  description = "Instead of private_ip_first_host_number: the private IP of each node, indexed by node id; node i must get an address in subnet_ids[i % length(subnet_ids)]."
+  type        = list(string)
+  default     = null
 }
 
 variable "kafka_allowed_cidrs" {
@@ -166,15 +178,9 @@ variable "bucket_name" {
 }
 
 variable "bucket_prefix" {
-  description = "Key prefix of this cluster inside the bucket; null means the cluster name. The nodes' IAM role is limited to it."
+  description = "Key prefix of this cluster inside the bucket, the same for every node; null means the cluster name. The nodes' IAM role is limited to it."
   type        = string
   default     = null
-}
-
-variable "bucket_prefix_per_node" {
-  description = "Give each node its own prefix <bucket_prefix>/node-<id>. Keep true until Shoal replicates partitions between nodes: today each node is an independent broker, and two of them sharing one prefix would overwrite each other's objects for same-named topics."
-  type        = bool
-  default     = true
 }
 
 variable "bucket_versioning" {
@@ -275,9 +281,14 @@ variable "default_partitions" {
 }
 
 variable "default_replication_factor" {
-  description = "Replication factor of auto-created topics (capped by the broker at the number of nodes)."
+  description = "Replication factor of auto-created topics and of CreateTopics with -1; written to shoal.yaml capped at node_count."
   type        = number
-  default     = 1
+  default     = 3
+
+  validation {
+    condition     = var.default_replication_factor >= 1 && floor(var.default_replication_factor) == var.default_replication_factor
+    error_message = "The default_replication_factor must be an integer >= 1."
+  }
 }
 
 variable "log_level" {

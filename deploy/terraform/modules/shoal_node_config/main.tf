@@ -4,7 +4,10 @@
 
 locals {
   own_address = var.node_addresses[var.node_id]
+  # The founding nodes' rpc addresses, the same list on every node; the node's own
+  # rpc_listen is its entry in it (the controller requires that).
   seeds       = [for address in var.node_addresses : "${address}:${var.rpc_port}"]
+  rpc_address = local.seeds[var.node_id]
 
   # Never credentials here: on AWS the nodes use their instance profile.
   cloud_storage = merge(
@@ -20,14 +23,14 @@ locals {
       log_level                  = var.log_level
       auto_create_topics         = var.auto_create_topics
       default_partitions         = var.default_partitions
-      default_replication_factor = var.default_replication_factor
+      default_replication_factor = min(var.default_replication_factor, length(var.node_addresses))
       kafka_api = {
         listen    = "${var.listen_host}:${var.kafka_port}"
         advertise = "${local.own_address}:${var.kafka_port}"
       }
       admin_api = { listen = "${var.listen_host}:${var.admin_port}" }
       cluster = {
-        rpc_listen = "${local.own_address}:${var.rpc_port}"
+        rpc_listen = local.rpc_address
         seeds      = local.seeds
       }
       cloud_storage = local.cloud_storage

@@ -27,3 +27,13 @@ output "admin_url" {
   description = "Admin HTTP base URL of this node."
   value       = "http://${local.own_address}:${var.admin_port}"
 }
+
+output "rpc_address" {
+  description = "host:port of this node's cluster RPC listener (cluster.rpc_listen)."
+  value       = local.rpc_address
+}
+
+output "cluster_seeds" {
+  description = "cluster.seeds: the rpc address of every founding node, the same list on every node."
+  value       = local.seeds
+}

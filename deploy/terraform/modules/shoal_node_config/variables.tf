@@ -9,7 +9,7 @@ variable "node_id" {
 }
 
 variable "node_addresses" {
-  description = "Private address (IP or DNS name) of every founding node, indexed by node id. Seeds and advertised addresses are built from it."
+  description = "Private address (IP or DNS name) of every founding node of the cluster, indexed by node id: cluster.seeds (the same on every node), this node's rpc_listen and its advertised Kafka address are built from it."
   type        = list(string)
 
   validation {
@@ -178,9 +178,14 @@ variable "default_partitions" {
 }
 
 variable "default_replication_factor" {
-  description = "Replication factor of auto-created topics; the broker caps it at the number of nodes."
+  description = "Replication factor of auto-created topics and of CreateTopics with -1; written capped at the number of node_addresses."
   type        = number
-  default     = 1
+  default     = 3
+
+  validation {
+    condition     = var.default_replication_factor >= 1 && floor(var.default_replication_factor) == var.default_replication_factor
+    error_message = "The default_replication_factor must be an integer >= 1."
+  }
 }
 
 variable "log_settings" {
