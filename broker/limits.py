@@ -214,3 +214,9 @@ upload_rounds_per_tick_max = 8
 # connection stops reading until responses are written. One request is always let in,
 # whatever its size (request_frame_bytes_max bounds that).
 connection_inflight_bytes_max = 32 * 1024 * 1024
+
+# --- Local log: leader epochs and replication primitives (broker/storage/) ------------------
+# A leader-epoch-checkpoint larger than this is damaged, not read (recovery rebuilds it from
+# the batch headers). One line (~25 bytes) per epoch change, and every epoch change rolls
+# a segment, so this covers ~40,000 segments' worth of epochs.
+leader_epoch_checkpoint_bytes_max = 1024 * 1024
