@@ -8,13 +8,24 @@ On-disk layout (also what the archiver uploads), Kafka's own format:
     <data_dir>/topics/<topic>/<partition>/<base_offset:020d>.log        record batches (magic v2), as produced, offsets patched
     <data_dir>/topics/<topic>/<partition>/<base_offset:020d>.index      sparse offset index: 8-byte entries (relative_offset u32 BE, file position u32 BE)
     <data_dir>/topics/<topic>/<partition>/<base_offset:020d>.timeindex  sparse time index: 12-byte entries (max_timestamp i64 BE, relative_offset u32 BE)
+    <data_dir>/topics/<topic>/<partition>/leader-epoch-checkpoint       text: "0", count, then "<epoch> <start_offset>" lines
+
+Offsets a replication layer needs, lowest to highest:
+    log_start_offset <= high_watermark <= durable_end_offset <= log_end_offset
+- log_end_offset: the next offset to write (written, maybe not yet fsynced);
+- durable_end_offset: the end of the data the flush policy counts as durable: fsynced
+  (flush_fsync) or written (relaxed mode); a fact of this log alone;
+- high_watermark: the end of committed data, what consumers may read. Local commit (the
+  default, one node): the log moves it to the durable end itself. External commit
+  (`PartitionLogConfig.external_commit`): only its owner moves it, with
+  `advance_high_watermark`, e.g. to the offset a majority of replicas holds durably.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Awaitable, Callable, Iterator, NamedTuple, Protocol
 
 from broker.ids import LeaderEpoch, Offset
 
@@ -34,6 +45,11 @@ class PartitionLogConfig:
     max_message_bytes: int
     flush_fsync: bool  # True: append() returns after fsync (group commit); False: relaxed
     flush_interval_ms: int  # relaxed mode background fsync period
+    # False (local commit, one node): the high watermark follows the durable end. True: the
+    # owner (replication) moves it with advance_high_watermark; a log opened this way starts
+    # with its high watermark at its log start offset (up to a batch boundary), never at its
+    # recovered end.
+    external_commit: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,50 @@ class AppendResult:
     last_offset: Offset
     log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
     log_start_offset: Offset
+
+
+class PendingAppend:
+    """What write() / write_as_follower() return: the batches are in the log with their
+    offsets (visible to log_end_offset and to reads bounded by it), not yet durable.
+    `await durable()` returns the AppendResult once they are durable per the flush policy
+    (fsynced, group commit; at once in relaxed mode) and raises KafkaStorageError if the
+    fsync failed, AppendTruncated if a suffix truncation removed them first. Durable is
+    not committed: in external commit mode the owner decides when the high watermark
+    passes `end_offset`. (A plain class with slots: one is made per append.)"""
+
+    __slots__ = ("base_offset", "last_offset", "leader_epoch", "log_append_time_ms", "log_start_offset",
+                 "_wait_durable", "log_token")
+
+    def __init__(self, base_offset: Offset, last_offset: Offset, leader_epoch: LeaderEpoch,
+                 log_append_time_ms: int, log_start_offset: Offset,
+                 wait_durable: "Callable[[PendingAppend], Awaitable[AppendResult]]", log_token: object) -> None:
+        self.base_offset = base_offset
+        self.last_offset = last_offset
+        self.leader_epoch = leader_epoch  # of the last batch
+        self.log_append_time_ms = log_append_time_ms  # -1 unless the topic uses LogAppendTime
+        self.log_start_offset = log_start_offset  # when written
+        self._wait_durable = wait_durable
+        self.log_token = log_token  # the log's own record of the write; opaque to callers
+
+    @property
+    def end_offset(self) -> Offset:
+        return Offset(self.last_offset + 1)
+
+    async def durable(self) -> AppendResult:
+        """May be awaited any number of times, by any number of tasks."""
+        return await self._wait_durable(self)
+
+    def __repr__(self) -> str:
+        return (f"PendingAppend(base_offset={self.base_offset}, last_offset={self.last_offset}, "
+                f"leader_epoch={self.leader_epoch})")
+
+
+class EpochEntry(NamedTuple):
+    """One leader epoch cache entry: `epoch` wrote the offsets from `start_offset` up to
+    the next entry's start (or the log end)."""
+
+    epoch: LeaderEpoch
+    start_offset: Offset
 
 
 @dataclass(frozen=True)
@@ -100,21 +160,81 @@ class PartitionLog(Protocol):
     @property
     def log_end_offset(self) -> Offset: ...  # next offset to assign
     @property
-    def high_watermark(self) -> Offset: ...  # single node: end of durable data (fsynced or, relaxed mode, written)
+    def durable_end_offset(self) -> Offset: ...  # end of durable data: fsynced, or written in relaxed mode
+    @property
+    def high_watermark(self) -> Offset: ...  # end of committed data (local commit: the durable end)
     @property
     def delete_records_offset(self) -> Offset: ...  # latest delete_records_before offset (0: never); persisted
 
+    def write(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
+              log_append_time_ms: int | None = None) -> PendingAppend:
+        """The leader's append, first phase, synchronous: validate one magic-v2 batch
+        (header, lengths, CRC32C, max.message.bytes), assign its offsets (base offset =
+        log_end_offset now), patch base_offset and partition leader epoch in place (outside
+        the CRC), write it to the active segment (rolled first on a new epoch or when full)
+        and record a new epoch in the leader epoch cache. Nothing awaits, so offsets follow
+        call order (broker/handlers/produce.py relies on this for idempotent producers).
+        log_append_time_ms is only reported back: a LogAppendTime caller stamps the batch
+        and rewrites its CRC itself. Raises RecordBatchError subclasses for bad batches,
+        KafkaStorageError when the log is closed, failed, being truncated or the write
+        fails; InvariantViolation if leader_epoch is below the latest epoch in the log (a
+        stale leader must never write)."""
+
     async def append(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
                      log_append_time_ms: int | None = None) -> AppendResult:
-        """Append one validated magic-v2 batch. Patches base_offset and partition
-        leader epoch in place (and max timestamp when log_append_time_ms is given, which
-        requires a new CRC: the caller passes log_append_time_ms only after it has done
-        that rewrite itself — the log only patches base_offset/leader epoch, which the
-        CRC does not cover). Returns once durable per the flush policy; concurrent
-        appends share one fsync (group commit). The offset is assigned and the batch
-        written before the first await, in call order: the base offset is the
-        log_end_offset seen just before the call (broker/handlers/produce.py relies on
-        this for idempotent producers and checks it with an invariant)."""
+        """`write(...)` then `await pending.durable()`: returns once durable per the flush
+        policy; concurrent appends share one fsync (group commit)."""
+
+    def write_as_follower(self, records: bytes | bytearray | memoryview) -> PendingAppend:
+        """Append batches copied from the leader (a Fetch response's records: one or more
+        whole batches back to back) as they are: their own base offsets and leader epochs,
+        no patching. Every batch is checked before any is written: CRC32C and lengths
+        (RecordBatchError), the first base offset == log_end_offset and each next one
+        following the previous (UnexpectedAppendOffset otherwise: a gap or an overlap),
+        leader epochs never below the log's latest (InvariantViolation: the follower did
+        not truncate to the divergence point first). max.message.bytes is not applied (the
+        leader accepted the batch). Segments roll on epoch change as for write(). If the
+        disk fails midway, the batches before the failing one stay written
+        (KafkaStorageError; log_end_offset says how far)."""
+
+    async def truncate_to(self, offset: Offset) -> Offset:
+        """Suffix truncation (a follower dropping its divergent tail): remove every batch at
+        or above `offset`; an offset inside a batch removes that whole batch (the log ends
+        at its base offset, as Kafka does). Returns the new log_end_offset; a no-op at or
+        above the end. The result must not fall below the high watermark (committed data):
+        InvariantViolation. Appends are refused (KafkaStorageError) until it returns; the
+        durable() of truncated appends raises AppendTruncated. Later segments are deleted,
+        the segment holding the new end is cut and reopened for appends, the leader epoch
+        cache drops entries starting at or above the new end; all of it durable on return.
+        After a crash during the call recovery finds the old log cut at some offset at or
+        above the new end (a prefix of it), never batches beyond it once it returned."""
+
+    @property
+    def latest_epoch(self) -> LeaderEpoch: ...  # largest leader epoch in the log, -1 if none
+
+    def end_offset_for(self, requested_epoch: LeaderEpoch) -> tuple[LeaderEpoch, Offset]:
+        """OffsetForLeaderEpoch / Fetch DivergingEpoch, Kafka's LeaderEpochFileCache
+        endOffsetFor rules: the latest epoch -> (it, log_end_offset); a known epoch or one
+        between known epochs -> (largest known epoch <= requested, start offset of the next
+        higher epoch); below the first known epoch -> (requested, start of the first);
+        -1, above every known epoch or no epoch known -> (-1, -1). Epochs wholly below the
+        log start are forgotten (the first entry starts at the log start; when everything
+        is deleted the latest epoch stays, starting at the log end, until the next epoch
+        replaces it or a restart rebuilds the cache from the remaining batches)."""
+
+    def epoch_for_offset(self, offset: Offset) -> LeaderEpoch:
+        """The leader epoch of the batch holding `offset` (-1 when unknown)."""
+
+    def leader_epoch_entries(self) -> list[EpochEntry]:
+        """The leader epoch cache, oldest first (what leader-epoch-checkpoint holds)."""
+
+    def advance_high_watermark(self, offset: Offset) -> None:
+        """External commit mode only (InvariantViolation otherwise): move the high
+        watermark up to `offset`; at or below it nothing happens (it never moves back).
+        `offset` beyond durable_end_offset is an InvariantViolation (commit only what this
+        replica holds durably too). Use batch boundaries (replicas' log ends are): a
+        truncation to a high watermark inside a batch would cut below it. Append listeners
+        fire when it moves."""
 
     def read(self, offset: Offset, max_bytes: int, *, upper_bound: Offset | None = None,
              min_one_batch: bool = True) -> list[FileRegion]:
@@ -170,6 +290,14 @@ class PartitionLog(Protocol):
     def remove_append_listener(self, callback: Callable[[], None]) -> None:
         """Undo add_append_listener (no-op for an unknown callback)."""
 
+    def add_durable_listener(self, callback: Callable[[], None]) -> None:
+        """callback() runs (on the event loop) whenever durable_end_offset advances (a
+        replication layer recomputes the commit then). A truncation lowers it silently.
+        Local commit mode: durable listeners run before the append listeners."""
+
+    def remove_durable_listener(self, callback: Callable[[], None]) -> None:
+        """Undo add_durable_listener (no-op for an unknown callback)."""
+
     @property
     def config(self) -> PartitionLogConfig: ...  # the config in force (update_config changes it)
 
@@ -187,6 +315,16 @@ class PartitionLog(Protocol):
 
 class OffsetOutOfRange(Exception):
     pass
+
+
+class AppendTruncated(Exception):
+    """A suffix truncation removed a written append before it became durable (or before
+    its durable() was awaited): it must not be acknowledged."""
+
+
+class UnexpectedAppendOffset(Exception):
+    """write_as_follower got batches that do not start at log_end_offset or do not follow
+    each other: the follower's position and the leader's answer disagree."""
 
 
 class KafkaStorageError(Exception):

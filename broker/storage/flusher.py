@@ -7,9 +7,15 @@ segment file was created) and fsyncs it in a worker thread, so the event loop ne
 on the disk. Appends that arrive while a round is running are covered by the next round:
 under load one fsync makes many appends durable.
 
-In fsync mode append() awaits `wait_durable(end_offset)`; in relaxed mode nobody waits and
-the partition log calls `flush()` every flush_interval_ms from housekeeping (or earlier,
-when too many bytes are unsynced).
+In fsync mode write() starts a round and PendingAppend.durable() awaits
+`wait_durable(end_offset)` (in any order: durable() may be awaited late); in relaxed mode
+nobody waits and the partition log calls `flush()` every flush_interval_ms from
+housekeeping (or earlier, when too many bytes are unsynced).
+
+A round also writes the leader epoch checkpoint when the cache changed (after the log
+data, so an append that started a new epoch is acknowledged with its checkpoint on disk).
+Suffix truncation waits until no round runs (`wait_idle`), then `truncate` lowers the
+offsets and fails the waiters of truncated appends with AppendTruncated.
 
 An fsync that fails leaves the page cache in an unknown state, so the flusher fails for
 good: every waiter and every later append gets KafkaStorageError until a restart
@@ -27,7 +33,8 @@ from pathlib import Path
 from typing import Callable
 
 from broker.invariant import invariant
-from broker.storage.api import KafkaStorageError
+from broker.storage.api import AppendTruncated, KafkaStorageError
+from broker.storage.index import write_file_atomically
 from broker.storage.probe import LogProbe
 from broker.storage.segment import Segment, write_index_files
 
@@ -42,6 +49,7 @@ class _FlushWork:
     descriptors: list[int] = field(default_factory=list)  # duplicates, closed after use
     index_files: list[tuple[Path, bytes, Path, bytes]] = field(default_factory=list)
     sealed_segments: list[Segment] = field(default_factory=list)
+    epoch_checkpoint: tuple[Path, bytes] | None = None
     directory: Path | None = None
 
     def execute(self) -> None:
@@ -53,8 +61,15 @@ class _FlushWork:
                 os.close(descriptor)
         for files in self.index_files:
             write_index_files(*files)
+        if self.epoch_checkpoint is not None:
+            write_file_atomically(*self.epoch_checkpoint)
         if self.directory is not None:
             sync_directory(self.directory)
+
+
+def sync_data(descriptor: int) -> None:
+    """fdatasync (fsync where missing) of a segment file descriptor."""
+    _sync_data(descriptor)
 
 
 def sync_directory(directory: Path) -> None:
@@ -78,8 +93,9 @@ class GroupCommitFlusher:
         self._dirty_segments: dict[int, Segment] = {}
         self._sealed_segments: list[Segment] = []
         self._directory_changed = False
+        self._epoch_checkpoint: tuple[Path, bytes] | None = None
         self._pending_bytes = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # (end offset, appender)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (end offset, appender)
         self._round_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # (round, flush())
         self._rounds_started = 0
         self._rounds_completed = 0
@@ -96,7 +112,7 @@ class GroupCommitFlusher:
 
     def has_pending(self) -> bool:
         return bool(self._dirty_segments or self._sealed_segments or self._directory_changed
-                    or self._written_offset > self._durable_offset)
+                    or self._epoch_checkpoint is not None or self._written_offset > self._durable_offset)
 
     # -- what the partition log reports --------------------------------------------------
 
@@ -112,11 +128,37 @@ class GroupCommitFlusher:
     def note_directory_changed(self) -> None:
         self._directory_changed = True
 
+    def note_epoch_checkpoint(self, path: Path, data: bytes) -> None:
+        """Write the leader epoch checkpoint in the next round (the latest bytes win)."""
+        self._epoch_checkpoint = (path, data)
+
     def forget_segment(self, segment: Segment) -> None:
         """The segment is being deleted: nothing of it needs to be durable any more."""
         self._dirty_segments.pop(id(segment), None)
+        self.cancel_seal(segment)
+
+    def cancel_seal(self, segment: Segment) -> None:
+        """The segment was reopened for appends (truncation): no index files to write."""
         if segment in self._sealed_segments:
             self._sealed_segments.remove(segment)
+
+    def truncate(self, end_offset: int) -> None:
+        """The log was cut at end_offset (no round may be running: see wait_idle). Appends
+        waiting for offsets beyond it fail with AppendTruncated: their data is gone, and
+        later appends must not satisfy them."""
+        invariant(self._task is None, "log truncated while a flush round runs", self._directory)
+        self._written_offset = min(self._written_offset, end_offset)
+        self._durable_offset = min(self._durable_offset, end_offset)
+        truncated = [future for waited_end, future in self._waiters if waited_end > end_offset]
+        self._waiters = [(waited_end, future) for waited_end, future in self._waiters if waited_end <= end_offset]
+        for future in truncated:
+            if not future.done():
+                future.set_exception(AppendTruncated(f"{self._directory} was truncated to {end_offset}"))
+
+    async def wait_idle(self) -> None:
+        """Return when no round is running (one may start right after)."""
+        while self._task is not None:
+            await asyncio.wait({self._task})
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -164,7 +206,7 @@ class GroupCommitFlusher:
                 try:
                     await loop.run_in_executor(self._executor, work.execute)
                 except OSError as error:
-                    self._fail(error)
+                    self.fail(error)
                     return
                 self._complete(work)
             if self.failure is None and not self.has_pending():
@@ -179,7 +221,8 @@ class GroupCommitFlusher:
                 future.set_result(None)
 
     def _round_wanted(self) -> bool:
-        return bool(self._waiters or self._round_waiters or self._sealed_segments or self._directory_changed)
+        return bool(self._waiters or self._round_waiters or self._sealed_segments or self._directory_changed
+                    or self._epoch_checkpoint is not None)
 
     def _take_work(self) -> _FlushWork:
         self._rounds_started += 1
@@ -189,11 +232,13 @@ class GroupCommitFlusher:
             work.descriptors.append(os.dup(segment.descriptor))
         work.sealed_segments = self._sealed_segments
         work.index_files = [segment.index_files_snapshot() for segment in work.sealed_segments]
-        if self._directory_changed or work.index_files:
+        work.epoch_checkpoint = self._epoch_checkpoint
+        if self._directory_changed or work.index_files or work.epoch_checkpoint:
             work.directory = self._directory
         self._dirty_segments = {}
         self._sealed_segments = []
         self._directory_changed = False
+        self._epoch_checkpoint = None
         self._pending_bytes = 0
         return work
 
@@ -205,8 +250,10 @@ class GroupCommitFlusher:
             segment.files_durable = True
         if work.target_offset > self._durable_offset:
             self._durable_offset = work.target_offset
-        while self._waiters and self._waiters[0][0] <= self._durable_offset:
-            _, future = self._waiters.popleft()
+        durable = [future for end_offset, future in self._waiters if end_offset <= self._durable_offset]
+        self._waiters = [(end_offset, future) for end_offset, future in self._waiters
+                         if end_offset > self._durable_offset]
+        for future in durable:
             if not future.done():
                 future.set_result(None)
         while self._round_waiters and self._round_waiters[0][0] <= self._rounds_completed:
@@ -215,11 +262,13 @@ class GroupCommitFlusher:
                 future.set_result(None)
         self._on_durable(self._durable_offset)
 
-    def _fail(self, error: OSError) -> None:
+    def fail(self, error: OSError, operation: str = "fsync") -> None:
+        """The disk failed under a round or a truncation: fail every waiter, now and later."""
         self._probe.flush_failures += 1
-        self.failure = KafkaStorageError(f"fsync failed in {self._directory}: {error}")
-        for waiters in (self._waiters, self._round_waiters):
-            while waiters:
-                _, future = waiters.popleft()
-                if not future.done():
-                    future.set_exception(self.failure)
+        self.failure = KafkaStorageError(f"{operation} failed in {self._directory}: {error}")
+        waiters = [future for _, future in self._waiters] + [future for _, future in self._round_waiters]
+        self._waiters = []
+        self._round_waiters.clear()
+        for future in waiters:
+            if not future.done():
+                future.set_exception(self.failure)

@@ -50,6 +50,11 @@ class OffsetIndex:
             return None
         return self.relative_offsets[-1], self.positions[-1]
 
+    def keep_first(self, count: int) -> None:
+        """Drop every entry after the first `count` (a segment cut short)."""
+        del self.relative_offsets[count:]
+        del self.positions[count:]
+
     def floor_position(self, relative_offset: int) -> int:
         """Position to start a header scan for `relative_offset` (0 when before every entry)."""
         slot = bisect.bisect_right(self.relative_offsets, relative_offset) - 1
@@ -100,6 +105,12 @@ class TimeIndex:
         if not self.timestamps:
             return None
         return self.timestamps[-1], self.relative_offsets[-1]
+
+    def keep_below(self, relative_offset: int) -> None:
+        """Drop the entries naming `relative_offset` or later (a segment cut short)."""
+        count = bisect.bisect_left(self.relative_offsets, relative_offset)
+        del self.timestamps[count:]
+        del self.relative_offsets[count:]
 
     def last_offset_below(self, timestamp: int) -> int | None:
         """Relative offset of the last entry whose timestamp is < `timestamp`: every record

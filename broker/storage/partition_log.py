@@ -1,8 +1,12 @@
 """DiskPartitionLog: the local log of one partition (implements api.PartitionLog).
 
-A list of segments, oldest first; the last one is active and takes appends. Appends go
-to the file at once and become durable through the group-commit flusher; the high
-watermark is the end of durable data (fsync mode) or of written data (relaxed mode).
+A list of segments, oldest first; the last one is active and takes appends. Appends are
+two-phase: `write()` / `write_as_follower()` put batches in the file at once and return a
+PendingAppend; they become durable through the group-commit flusher. The durable end is
+the end of fsynced data (fsync mode) or of written data (relaxed mode); the high
+watermark follows it (local commit) or is moved by the owner (external commit).
+`truncate_to` removes a suffix (a follower's divergent tail). The leader epoch cache
+(leader_epoch_cache.py) follows writes, truncations and log start moves.
 Housekeeping (called on ticks with `now_ms`) rolls old active segments, runs the relaxed
 mode fsync, applies retention and deletes retired segment files after a delay, so a
 reader holding a FileRegion of a retired segment can still finish. `delete_records_before`
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +30,21 @@ from typing import Callable, Iterator
 
 from broker import limits
 from broker.clock import Clock
-from broker.ids import NO_OFFSET, LeaderEpoch, Offset
+from broker.ids import NO_EPOCH, NO_OFFSET, LeaderEpoch, Offset
 from broker.invariant import InvariantViolation, invariant
 from broker.records import (
     BatchHeader, RecordBatchTooLarge, iter_records, patch_base_offset_and_leader_epoch,
     validate_batch,
 )
 from broker.storage.api import (
-    AppendResult, BatchHeaderInfo, FileRegion, KafkaStorageError, OffsetOutOfRange,
-    PartitionLogConfig, SegmentInfo,
+    AppendResult, AppendTruncated, BatchHeaderInfo, EpochEntry, FileRegion, KafkaStorageError,
+    OffsetOutOfRange, PartitionLogConfig, PendingAppend, SegmentInfo, UnexpectedAppendOffset,
 )
-from broker.storage.flusher import GroupCommitFlusher, sync_directory
+from broker.storage.flusher import GroupCommitFlusher, sync_data, sync_directory
+from broker.storage.index import read_file_or_none, write_file_atomically
+from broker.storage.leader_epoch_cache import (
+    LeaderEpochCache, leader_epoch_path, parse_leader_epoch_checkpoint,
+)
 from broker.storage.probe import LogProbe
 from broker.storage.segment import (
     INDEX_SUFFIX, TIMEINDEX_SUFFIX, Segment, parse_segment_base_offset,
@@ -58,11 +67,16 @@ class DiskPartitionLog:
         self._segments: list[Segment] = []
         self._log_start_offset = 0
         self._delete_records_offset = 0  # persisted floor of the log start (DeleteRecords)
-        self._start_offset_lock = asyncio.Lock()  # one delete_records_before at a time
+        self._structure_lock = asyncio.Lock()  # one delete_records_before / truncate_to at a time
         self._log_end_offset = 0
+        self._durable_end_offset = 0
         self._high_watermark = 0
+        self._epoch_cache = LeaderEpochCache()
+        self._truncating = False  # truncate_to runs: writes and rolls wait for it
+        self._truncations = 0  # suffix truncations so far; durable() re-checks its batch after one
         self._archived_offset: int = NO_OFFSET
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], None]] = []  # high watermark moved
+        self._durable_listeners: list[Callable[[], None]] = []  # durable end moved
         self._retired: list[tuple[int, Segment]] = []  # (delete at ms, segment)
         self._last_relaxed_flush_ms = clock.now_ms()
         self._flusher: GroupCommitFlusher | None = None
@@ -83,15 +97,32 @@ class DiskPartitionLog:
     def _install(self, recovered: "RecoveredSegments") -> None:
         self._segments = recovered.segments
         self._delete_records_offset = recovered.delete_records_offset
-        self._log_start_offset = max(self._segments[0].base_offset, recovered.delete_records_offset)
+        self._log_start_offset = recovered.log_start_offset
         self._log_end_offset = self._segments[-1].last_offset + 1
+        self._durable_end_offset = self._log_end_offset  # recovery fsynced the tail
         self._high_watermark = self._log_end_offset
+        if self._config.external_commit:
+            self._high_watermark = self._committed_at_open()
+        self._epoch_cache = recovered.epoch_cache
         self.probe.recovery_cut_bytes = recovered.cut_bytes
         self._flusher = GroupCommitFlusher(self.directory, self._log_end_offset, self.probe,
                                            self._executor, self._on_durable)
         for segment in recovered.resealed:
             self._flusher.note_sealed(segment)
         self._flusher.start_flush()
+
+    def _committed_at_open(self) -> int:
+        """External commit: what this replica alone knows is committed after a restart, its
+        log start (deletions only happen below the high watermark), rounded up to the end of
+        the batch holding it (DeleteRecords may start the log inside a batch; high
+        watermarks are batch boundaries, replicas' log ends). The owner may raise it to a
+        value it persisted, or learns it from the leader."""
+        start = self._log_start_offset
+        if start >= self._log_end_offset:
+            return start
+        found = self._segments[self._segment_index(start)].batch_containing(start)
+        assert found is not None
+        return start if found[1].base_offset == start else found[1].last_offset + 1
 
     # -- offsets ------------------------------------------------------------------------
 
@@ -108,6 +139,10 @@ class DiskPartitionLog:
         return Offset(self._delete_records_offset)
 
     @property
+    def durable_end_offset(self) -> Offset:
+        return Offset(self._durable_end_offset)
+
+    @property
     def high_watermark(self) -> Offset:
         return Offset(self._high_watermark)
 
@@ -117,9 +152,10 @@ class DiskPartitionLog:
 
     # -- append ---------------------------------------------------------------------------
 
-    async def append(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
-                     log_append_time_ms: int | None = None) -> AppendResult:
-        flusher = self._writable_flusher()
+    def write(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
+              log_append_time_ms: int | None = None) -> PendingAppend:
+        """Validate, assign offsets, patch, write; see api.PartitionLog.write."""
+        flusher = self._flusher_for_writes()
         view = memoryview(batch)
         invariant(not view.readonly, "append needs a writable batch buffer to patch offsets")
         header = validate_batch(view)  # the CRC again: the bytes we store are the bytes we checked
@@ -127,11 +163,70 @@ class DiskPartitionLog:
         if header.size > self._config.max_message_bytes:
             raise RecordBatchTooLarge(
                 f"record batch of {header.size} bytes exceeds max.message.bytes {self._config.max_message_bytes}")
+        self._check_epoch_order(leader_epoch, self._epoch_cache.latest_epoch)
         base_offset = self._log_end_offset
         patch_base_offset_and_leader_epoch(view, base_offset, leader_epoch)
         header = header._replace(base_offset=base_offset, partition_leader_epoch=leader_epoch)
         try:
-            segment = self._segment_for(header, leader_epoch)
+            self._write_batch(flusher, view, header)
+        finally:
+            self._after_writes(flusher)
+        return self._pending(base_offset, header, log_append_time_ms)
+
+    async def append(self, batch: bytearray | memoryview, *, leader_epoch: LeaderEpoch,
+                     log_append_time_ms: int | None = None) -> AppendResult:
+        pending = self.write(batch, leader_epoch=leader_epoch, log_append_time_ms=log_append_time_ms)
+        return await self._wait_durable(pending)  # = pending.durable(), one coroutine less
+
+    def write_as_follower(self, records: bytes | bytearray | memoryview) -> PendingAppend:
+        """Batches copied from the leader, kept as they are; see api.PartitionLog."""
+        flusher = self._flusher_for_writes()
+        batches = self._follower_batches(memoryview(records))
+        try:
+            for view, header in batches:
+                self._write_batch(flusher, view, header)
+        finally:
+            self._after_writes(flusher)
+        return self._pending(batches[0][1].base_offset, batches[-1][1], None)
+
+    def _follower_batches(self, view: memoryview) -> list[tuple[memoryview, BatchHeader]]:
+        """Every batch of `view`, checked (CRC, offsets following log_end_offset, epochs not
+        going back) before any is written."""
+        invariant(len(view) > 0, "write_as_follower needs at least one batch")
+        batches: list[tuple[memoryview, BatchHeader]] = []
+        expected_offset = self._log_end_offset
+        latest_epoch = self._epoch_cache.latest_epoch
+        position = 0
+        while position < len(view):
+            header = validate_batch(view, position)
+            if header.base_offset != expected_offset:
+                raise UnexpectedAppendOffset(
+                    f"{self.topic}/{self.partition}: batch at offset {header.base_offset} where "
+                    f"{expected_offset} was expected (log end {self._log_end_offset})")
+            self._check_epoch_order(header.partition_leader_epoch, latest_epoch)
+            latest_epoch = max(latest_epoch, header.partition_leader_epoch)
+            batches.append((view[position: position + header.size], header))
+            expected_offset = header.last_offset + 1
+            position += header.size
+        return batches
+
+    def _check_epoch_order(self, leader_epoch: int, latest_epoch: int) -> None:
+        if 0 <= leader_epoch < latest_epoch:
+            raise InvariantViolation(
+                f"{self.topic}/{self.partition}: a write's leader epoch {leader_epoch} is below the latest epoch "
+                f"{latest_epoch} in the log (a stale leader, or a follower that did not truncate to the "
+                f"divergence point)")
+
+    def _flusher_for_writes(self) -> GroupCommitFlusher:
+        flusher = self._writable_flusher()
+        if self._truncating:
+            raise KafkaStorageError(f"{self.topic}/{self.partition} is being truncated")  # retriable
+        return flusher
+
+    def _write_batch(self, flusher: GroupCommitFlusher, view: memoryview, header: BatchHeader) -> None:
+        """Write one batch whose header holds its final base offset and leader epoch."""
+        try:
+            segment = self._segment_for(header, header.partition_leader_epoch)
             segment.append(view, header)
         except OSError as error:  # disk full, too many open files, I/O error
             raise KafkaStorageError(f"cannot append to {self.directory}: {error}") from error
@@ -139,10 +234,47 @@ class DiskPartitionLog:
         flusher.note_written(segment, self._log_end_offset, header.size)
         self.probe.appended_batches += 1
         self.probe.appended_bytes += header.size
-        await self._make_durable(flusher, self._log_end_offset)
-        return AppendResult(base_offset=Offset(base_offset), last_offset=Offset(header.last_offset),
-                            log_append_time_ms=-1 if log_append_time_ms is None else log_append_time_ms,
-                            log_start_offset=Offset(self._log_start_offset))
+        if self._epoch_cache.assign(header.partition_leader_epoch, header.base_offset):
+            self._epoch_cache_changed()
+
+    def _after_writes(self, flusher: GroupCommitFlusher) -> None:
+        """fsync mode: start a round now (durable() waits for it; concurrent writes join it).
+        Relaxed mode: written is durable; fsync early when too many bytes are unsynced."""
+        if self._config.flush_fsync:
+            flusher.start_flush()
+            return
+        self._note_durable_end()
+        if flusher.pending_bytes >= limits.flush_pending_bytes_max:
+            flusher.start_flush()
+
+    def _pending(self, base_offset: int, last: BatchHeader, log_append_time_ms: int | None) -> PendingAppend:
+        return PendingAppend(Offset(base_offset), Offset(last.last_offset), LeaderEpoch(last.partition_leader_epoch),
+                             -1 if log_append_time_ms is None else log_append_time_ms, Offset(self._log_start_offset),
+                             self._wait_durable, (last, self._truncations))
+
+    async def _wait_durable(self, pending: PendingAppend) -> AppendResult:
+        assert self._flusher is not None
+        last, truncations = pending.log_token  # type: ignore[misc]
+        if truncations != self._truncations:
+            self._check_not_truncated(pending, last)
+        if self._config.flush_fsync:
+            await self._flusher.wait_durable(pending.last_offset + 1)
+        return AppendResult(pending.base_offset, pending.last_offset, pending.log_append_time_ms,
+                            Offset(self._log_start_offset))
+
+    def _check_not_truncated(self, pending: PendingAppend, last: BatchHeader) -> None:
+        """A truncation ran since the write: the written batches must still be in the log,
+        the same last batch (offsets, epoch, CRC) at the same place. Offsets below the log
+        start were committed before they were deleted, and committed data is never
+        truncated."""
+        if last.last_offset < self._log_start_offset:
+            return
+        found = None
+        if last.last_offset < self._log_end_offset:
+            found = self._segments[self._segment_index(last.base_offset)].batch_containing(last.base_offset)
+        if found is None or not _same_batch(found[1], last):
+            raise AppendTruncated(f"{self.topic}/{self.partition}: offsets {pending.base_offset}.."
+                                  f"{pending.last_offset} were truncated before they became durable")
 
     def _writable_flusher(self) -> GroupCommitFlusher:
         if self._closed or self._flusher is None:
@@ -150,14 +282,6 @@ class DiskPartitionLog:
         if self._flusher.failure is not None:
             raise self._flusher.failure
         return self._flusher
-
-    async def _make_durable(self, flusher: GroupCommitFlusher, end_offset: int) -> None:
-        if self._config.flush_fsync:
-            await flusher.wait_durable(end_offset)
-            return
-        self._advance_high_watermark(self._log_end_offset)
-        if flusher.pending_bytes >= limits.flush_pending_bytes_max:
-            flusher.start_flush()
 
     def _segment_for(self, header: BatchHeader, leader_epoch: int) -> Segment:
         """The active segment, rolled first when the batch does not fit or the leader epoch
@@ -182,7 +306,7 @@ class DiskPartitionLog:
         self.probe.segments_rolled += 1
 
     def roll(self) -> None:
-        if self._closed or self._segments[-1].is_empty:
+        if self._closed or self._truncating or self._segments[-1].is_empty:
             return
         try:
             self._roll_active()
@@ -192,20 +316,45 @@ class DiskPartitionLog:
     # -- durability and listeners -----------------------------------------------------------
 
     def _on_durable(self, durable_offset: int) -> None:
+        self._note_durable_end()
+
+    def _note_durable_end(self) -> None:
+        """The durable end: fsynced (fsync mode) or written (relaxed mode) data. When it
+        advances, durable listeners hear it and, in local commit mode, the high watermark
+        follows."""
+        assert self._flusher is not None
+        end = self._log_end_offset
         if self._config.flush_fsync:
-            self._advance_high_watermark(min(durable_offset, self._log_end_offset))
+            end = min(self._flusher.durable_offset, end)
+        if end <= self._durable_end_offset:
+            return
+        self._durable_end_offset = end
+        self._notify(self._durable_listeners, "durable")
+        if not self._config.external_commit:
+            self._advance_high_watermark(end)
+
+    def advance_high_watermark(self, offset: Offset) -> None:
+        """External commit mode: the owner commits up to `offset`; see api.PartitionLog."""
+        invariant(self._config.external_commit, "advance_high_watermark needs external commit mode",
+                  self.topic, self.partition)
+        invariant(offset <= self._durable_end_offset, "high watermark beyond the durable end",
+                  self.topic, self.partition, offset, self._durable_end_offset)
+        self._advance_high_watermark(offset)
 
     def _advance_high_watermark(self, offset: int) -> None:
         if offset <= self._high_watermark:
             return
         self._high_watermark = offset
-        for callback in list(self._listeners):
+        self._notify(self._listeners, "append")
+
+    def _notify(self, listeners: list[Callable[[], None]], kind: str) -> None:
+        for callback in list(listeners):
             try:
                 callback()
             except InvariantViolation:
                 raise
             except Exception:
-                log.exception("append listener of %s/%d failed", self.topic, self.partition)
+                log.exception("%s listener of %s/%d failed", kind, self.topic, self.partition)
 
     def add_append_listener(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
@@ -213,6 +362,13 @@ class DiskPartitionLog:
     def remove_append_listener(self, callback: Callable[[], None]) -> None:
         if callback in self._listeners:
             self._listeners.remove(callback)
+
+    def add_durable_listener(self, callback: Callable[[], None]) -> None:
+        self._durable_listeners.append(callback)
+
+    def remove_durable_listener(self, callback: Callable[[], None]) -> None:
+        if callback in self._durable_listeners:
+            self._durable_listeners.remove(callback)
 
     async def flush(self) -> None:
         """Make everything written so far durable now."""
@@ -290,6 +446,101 @@ class DiskPartitionLog:
     def segments(self) -> list[SegmentInfo]:
         return [segment.info() for segment in self._segments]
 
+    # -- leader epochs ---------------------------------------------------------------------
+
+    @property
+    def latest_epoch(self) -> LeaderEpoch:
+        return self._epoch_cache.latest_epoch
+
+    def end_offset_for(self, requested_epoch: LeaderEpoch) -> tuple[LeaderEpoch, Offset]:
+        return self._epoch_cache.end_offset_for(requested_epoch, self._log_end_offset)
+
+    def epoch_for_offset(self, offset: Offset) -> LeaderEpoch:
+        if not self._log_start_offset <= offset < self._log_end_offset:
+            return NO_EPOCH
+        return self._epoch_cache.epoch_for_offset(offset)
+
+    def leader_epoch_entries(self) -> list[EpochEntry]:
+        return self._epoch_cache.entries
+
+    def _epoch_cache_changed(self) -> None:
+        """The next flush round writes the checkpoint file (in write order: after the data)."""
+        assert self._flusher is not None
+        self._flusher.note_epoch_checkpoint(leader_epoch_path(self.directory), self._epoch_cache.to_bytes())
+
+    def _log_start_moved(self) -> None:
+        assert self._flusher is not None
+        if self._epoch_cache.truncate_from_start(self._log_start_offset):
+            self._epoch_cache_changed()
+            self._flusher.start_flush()
+
+    # -- suffix truncation ------------------------------------------------------------------
+
+    async def truncate_to(self, offset: Offset) -> Offset:
+        """Remove every batch at or above `offset`; see api.PartitionLog.truncate_to."""
+        async with self._structure_lock:
+            flusher = self._writable_flusher()
+            if offset >= self._log_end_offset:
+                return self.log_end_offset
+            self._check_truncation(offset, offset)
+            self._truncating = True
+            try:
+                await flusher.wait_idle()  # no round holds descriptors or index bytes of what changes
+                flusher = self._writable_flusher()
+                target = self._batch_start(offset)
+                self._check_truncation(offset, target)
+                cut = self._truncate_in_memory(flusher, target)
+                await self._truncate_files(flusher, cut)
+            finally:
+                self._truncating = False
+        log.info("%s/%d: truncated to offset %d (asked %d)", self.topic, self.partition, target, offset)
+        return self.log_end_offset
+
+    def _check_truncation(self, requested: int, target: int) -> None:
+        invariant(target >= self._high_watermark, "truncation below the high watermark would remove committed data",
+                  self.topic, self.partition, requested, target, self._high_watermark)
+
+    def _batch_start(self, offset: int) -> int:
+        """Base offset of the batch holding `offset` (below the log end)."""
+        found = self._segments[self._segment_index(offset)].batch_containing(offset)
+        invariant(found is not None, "no batch holds an offset below the log end", self.topic, self.partition, offset)
+        assert found is not None
+        return found[1].base_offset
+
+    def _truncate_in_memory(self, flusher: GroupCommitFlusher, target: int) -> "_Cut":
+        """The log ends at `target` from now on (no await here: readers and writers see
+        the old log or the new one). Files are changed afterwards by _truncate_files."""
+        index = self._segment_index(target)
+        kept = self._segments[index]
+        removed = self._segments[index + 1:]
+        del self._segments[index + 1:]
+        for segment in removed:
+            flusher.forget_segment(segment)
+            segment.close()
+        flusher.cancel_seal(kept)  # still dirty: a round may sync it before or after the cut
+        position = kept.forget_from(target)
+        self._log_end_offset = target
+        self._durable_end_offset = min(self._durable_end_offset, target)
+        flusher.truncate(target)
+        self._truncations += 1
+        if self._epoch_cache.truncate_from_end(target):
+            self._epoch_cache_changed()
+        return _Cut(kept, position, removed)
+
+    async def _truncate_files(self, flusher: GroupCommitFlusher, cut: "_Cut") -> None:
+        """Later segments go first, durably; then the kept segment is cut and synced; then
+        the epoch checkpoint. A crash at any point leaves a prefix of the old log (recovery
+        drops whatever does not follow), never old batches after new ones. A failure
+        fails the partition: what the disk holds is unknown."""
+        try:
+            descriptor = os.dup(cut.kept.descriptor)
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, _cut_files, self.directory, cut, descriptor)
+        except OSError as error:
+            flusher.fail(error, "truncation")
+            raise KafkaStorageError(f"cannot truncate {self.directory}: {error}") from error
+        await flusher.flush()
+
     # -- housekeeping -------------------------------------------------------------------------------
 
     def set_archived_offset(self, offset: Offset) -> None:
@@ -300,9 +551,11 @@ class DiskPartitionLog:
         return Offset(self._archived_offset)
 
     def update_config(self, config: PartitionLogConfig) -> None:
+        was_external = self._config.external_commit
         self._config = config
-        if not config.flush_fsync:
-            self._advance_high_watermark(self._log_end_offset)
+        self._note_durable_end()  # relaxed mode: everything written is durable
+        if was_external and not config.external_commit:
+            self._advance_high_watermark(self._durable_end_offset)
 
     async def housekeeping(self, now_ms: int) -> None:
         if self._closed:
@@ -314,7 +567,7 @@ class DiskPartitionLog:
 
     def _roll_if_old(self, now_ms: int) -> None:
         active = self._segments[-1]
-        if not active.is_empty and now_ms - active.created_ms >= self._config.segment_ms:
+        if not self._truncating and not active.is_empty and now_ms - active.created_ms >= self._config.segment_ms:
             self._roll_active()
 
     def _flush_if_due(self, now_ms: int) -> None:
@@ -336,12 +589,15 @@ class DiskPartitionLog:
 
     def _apply_retention(self, now_ms: int) -> None:
         """Retire the oldest sealed segments while time or size retention says so (as Kafka:
-        by size only while the rest still holds at least retention bytes). A remote-enabled
-        log retires only segments wholly at or below the archived offset."""
+        by size only while the rest still holds at least retention bytes), only segments
+        wholly below the high watermark (Kafka's rule: never uncommitted data). A
+        remote-enabled log retires only segments wholly at or below the archived offset."""
         limit_bytes, limit_ms = self._retention_limits()
         total_bytes = sum(segment.size_bytes for segment in self._segments)
         while len(self._segments) > 1:
             oldest = self._segments[0]
+            if oldest.last_offset >= self._high_watermark:
+                break
             if self._config.remote_storage_enable and oldest.last_offset > self._archived_offset:
                 break
             expired = limit_ms >= 0 and now_ms - _newest_time_ms(oldest) > limit_ms
@@ -357,6 +613,7 @@ class DiskPartitionLog:
         self._flusher.forget_segment(segment)
         self._retired.append((now_ms + limits.segment_delete_delay_ms, segment))
         self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+        self._log_start_moved()
         self.probe.segments_deleted += 1
         log.info("%s/%d: %s removes segment %d..%d; log start offset now %d", self.topic, self.partition,
                  reason, segment.base_offset, segment.last_offset, self._log_start_offset)
@@ -369,7 +626,7 @@ class DiskPartitionLog:
         if offset > self._high_watermark:
             raise OffsetOutOfRange(f"cannot delete records before {offset}: above the high watermark "
                                    f"{self._high_watermark} of {self.topic}/{self.partition}")
-        async with self._start_offset_lock:
+        async with self._structure_lock:
             if offset <= self._delete_records_offset:
                 return self.log_start_offset
             # Persisted even below the local start: a remote-enabled log's local start may
@@ -379,6 +636,7 @@ class DiskPartitionLog:
                 return Offset(offset)
             self._delete_records_offset = max(self._delete_records_offset, offset)
             self._log_start_offset = max(self._log_start_offset, offset)
+            self._log_start_moved()
             self._retire_segments_below_start(self._clock.now_ms())
             log.info("%s/%d: records before %d deleted", self.topic, self.partition, offset)
         return self.log_start_offset
@@ -429,6 +687,8 @@ class DiskPartitionLog:
         if self._closed:
             return
         self._closed = True
+        async with self._structure_lock:
+            pass  # a truncation or deletion under way finishes first
         try:
             await self.flush()
         except KafkaStorageError:
@@ -451,13 +711,16 @@ class RecoveredSegments:
     resealed: list[Segment] = field(default_factory=list)  # sealed, index files to write
     cut_bytes: int = 0
     delete_records_offset: int = 0  # from the checkpoint; the log starts at or above it
+    log_start_offset: int = 0
+    epoch_cache: LeaderEpochCache = field(default_factory=LeaderEpochCache)
 
 
 def recover_segments(directory: Path, start_offset: int, now_ms: int) -> RecoveredSegments:
     """Open every segment in `directory`: trusted sealed segments from their indexes, the
     rest by a full scan. A cut in the middle of the log (a torn batch in a segment that is
     not the last) drops every later segment: nothing after a torn batch was acknowledged.
-    Segments wholly below the delete-records checkpoint are removed unread."""
+    Segments wholly below the delete-records checkpoint are removed unread. The leader
+    epoch cache comes from the segments' batch headers."""
     _ensure_directory(directory)
     delete_records_offset = read_delete_records_offset(directory)
     base_offsets = _drop_segments_below(directory, _list_segments(directory), delete_records_offset)
@@ -485,7 +748,35 @@ def recover_segments(directory: Path, start_offset: int, now_ms: int) -> Recover
     _finish_recovery(directory, recovered, max(start_offset, delete_records_offset), now_ms)
     if recovered.segments[-1].last_offset + 1 < delete_records_offset:
         _start_over_at(directory, recovered, delete_records_offset, now_ms)
+    recovered.log_start_offset = max(recovered.segments[0].base_offset, delete_records_offset)
+    recovered.epoch_cache = _recover_epoch_cache(directory, recovered.segments, recovered.log_start_offset)
     return recovered
+
+
+def _recover_epoch_cache(directory: Path, segments: list[Segment], log_start_offset: int) -> LeaderEpochCache:
+    """The cache as the batch headers say (each segment knows where its epochs start); the
+    checkpoint file is rewritten when it is missing (and epochs are known), damaged, or
+    stale (a crash came between a log change and the file write)."""
+    cache = LeaderEpochCache()
+    for segment in segments:
+        for epoch, start_offset in segment.epoch_starts:
+            if 0 <= epoch < cache.latest_epoch:
+                log.error("%s: leader epoch %d at offset %d follows epoch %d; forgetting the later epochs "
+                          "(Kafka's rule)", directory, epoch, start_offset, cache.latest_epoch)
+                cache.forget_epochs_from(epoch)
+            cache.assign(epoch, start_offset)
+    cache.truncate_from_start(log_start_offset)
+    path = leader_epoch_path(directory)
+    data = read_file_or_none(path)
+    stored = None if data is None else parse_leader_epoch_checkpoint(data)
+    if data is not None and stored is None:
+        log.warning("%s is damaged (%r); rebuilt from the batch headers", path, data[:64])
+    elif data is not None and stored != cache.entries:
+        log.info("%s is stale (%s); rebuilt from the batch headers %s", path, stored, cache.entries)
+    if stored != cache.entries and (data is not None or cache.entries):
+        write_file_atomically(path, cache.to_bytes())
+        sync_directory(directory)
+    return cache
 
 
 def _drop_segments_below(directory: Path, base_offsets: list[int], delete_records_offset: int) -> list[int]:
@@ -571,6 +862,32 @@ def _delete_files(segments: list[Segment], directory: Path) -> None:
     sync_directory(directory)
 
 
+@dataclass(frozen=True)
+class _Cut:
+    """A suffix truncation's file work: cut `kept` at `position`, delete `removed`."""
+
+    kept: Segment
+    position: int
+    removed: list[Segment]
+
+
+def _cut_files(directory: Path, cut: _Cut, descriptor: int) -> None:
+    """In a worker thread, with a duplicate of the kept segment's descriptor (closed here).
+    The removed segments (and the kept one's index files: it is active again) are
+    unlinked and the directory synced before the kept segment is cut: a crash in between
+    leaves the old kept segment as the last one, a prefix of the old log."""
+    try:
+        for segment in cut.removed:
+            segment.delete_files()  # their descriptors were closed on the loop
+        for path in (cut.kept.index_path, cut.kept.timeindex_path):
+            path.unlink(missing_ok=True)
+        sync_directory(directory)
+        os.ftruncate(descriptor, cut.position)
+        sync_data(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 # ---------------------------------------------------------------------------------------
 # small helpers
 
@@ -595,6 +912,11 @@ class _ReadBudget:
 
 def _base_offset(segment: Segment) -> int:
     return segment.base_offset
+
+
+def _same_batch(first: BatchHeader, second: BatchHeader) -> bool:
+    return (first.base_offset, first.last_offset_delta, first.partition_leader_epoch, first.crc) == (
+        second.base_offset, second.last_offset_delta, second.partition_leader_epoch, second.crc)
 
 
 def _tighter(first_limit: int, second_limit: int) -> int:

@@ -12,12 +12,19 @@ epoch. A segment is opened in one of two ways after a restart:
   checked (header, lengths, CRC32C, contiguous offsets); the file is cut at the first bad
   or torn batch and the indexes are rebuilt.
 
+A segment holds the batches of one leader epoch (the log rolls on a new epoch); a trusted
+segment whose first and last batches disagree on it is scanned instead. `epoch_starts`
+lists where each epoch starts inside the segment, for the log's leader epoch cache.
+`forget_from(offset)` drops a suffix from memory and reopens the segment for appends (the
+log's suffix truncation cuts the file itself).
+
 All methods run on the partition's owner (the event loop), except the `*_files` helpers
 and the constructors used by recovery, which touch only this segment's files.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import struct
@@ -103,6 +110,7 @@ class Segment:
         self.max_timestamp_ms = -1
         self.offset_of_max_timestamp = -1  # last offset of the first batch holding the max
         self.leader_epoch = -1
+        self.epoch_starts: list[tuple[int, int]] = []  # (leader epoch, first offset), one per epoch change
         self.last_batch_position = -1
         self.sealed = False
         self.files_durable = False  # sealed, and log + index files fsynced: safe to archive
@@ -178,7 +186,8 @@ class Segment:
         if (last_header is None or first_header is None
                 or first_header.base_offset != self.base_offset
                 or last_header.last_offset != self.base_offset + last_relative
-                or last_position + last_header.size != file_size):
+                or last_position + last_header.size != file_size
+                or first_header.partition_leader_epoch != last_header.partition_leader_epoch):
             return False
         time_last = time_index.last()
         if time_last is not None and time_last[1] > last_relative:
@@ -188,6 +197,7 @@ class Segment:
         self.last_offset = last_header.last_offset
         self.last_batch_position = last_position
         self.leader_epoch = last_header.partition_leader_epoch
+        self.epoch_starts = [(self.leader_epoch, self.base_offset)]
         self.base_timestamp_ms = first_header.base_timestamp
         if time_last is not None:
             self.max_timestamp_ms = time_last[0]
@@ -224,6 +234,8 @@ class Segment:
         return position
 
     def _account(self, header: BatchHeader, position: int) -> None:
+        if self.is_empty or header.partition_leader_epoch != self.leader_epoch:
+            self.epoch_starts.append((header.partition_leader_epoch, header.base_offset))
         if self.is_empty:
             self.base_timestamp_ms = header.base_timestamp
         if header.max_timestamp > self.max_timestamp_ms:
@@ -253,6 +265,39 @@ class Segment:
         if self.offset_of_max_timestamp >= 0:
             self.time_index.maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp - self.base_offset)
         self.sealed = True
+
+    def forget_from(self, offset: int) -> int:
+        """Drop the batches from `offset` (a batch's base offset, or the end) on from memory
+        and reopen the segment for appends; returns the file position the caller must cut
+        the file at. The in-memory state becomes exactly what a scan of the cut file would
+        build: it is restored as it was before the last kept index entry's batch and those
+        few batches (at most index_interval_bytes) are accounted again."""
+        found = self.batch_containing(offset)
+        cut = self.size_bytes if found is None else found[0]
+        invariant(found is None or found[1].base_offset == offset, "a segment is cut at a batch boundary",
+                  self.log_path, offset)
+        kept_entries = bisect.bisect_left(self.offset_index.positions, cut)
+        restart = self.offset_index.positions[kept_entries - 1] if kept_entries else 0
+        headers = list(self.scan_headers(restart, cut))
+        first_offset = headers[0][1].base_offset if headers else offset
+        self.offset_index.keep_first(max(0, kept_entries - 1))
+        self.time_index.keep_below(first_offset - self.base_offset)
+        self.epoch_starts = [(epoch, start) for epoch, start in self.epoch_starts if start < first_offset]
+        last_time = self.time_index.last()
+        self.max_timestamp_ms = last_time[0] if last_time else -1
+        self.offset_of_max_timestamp = self.base_offset + last_time[1] if last_time else -1
+        self.leader_epoch = self.epoch_starts[-1][0] if self.epoch_starts else -1
+        self.size_bytes = restart
+        self.last_offset = first_offset - 1
+        self.last_batch_position = -1
+        if restart == 0:
+            self.base_timestamp_ms = -1
+        self._bytes_since_index_entry = limits.index_interval_bytes if headers else 0  # the kept entry is made again
+        for position, header in headers:
+            self._account(header, position)
+        self.sealed = False
+        self.files_durable = False
+        return cut
 
     def index_files_snapshot(self) -> tuple[Path, bytes, Path, bytes]:
         return (self.index_path, self.offset_index.to_bytes(),
@@ -284,6 +329,13 @@ class Segment:
             yield position, header
             previous_last_offset = header.last_offset
             position += header.size
+
+    def batch_containing(self, offset: int) -> tuple[int, BatchHeader] | None:
+        """(position, header) of the batch holding `offset`; None past the last batch."""
+        for position, header in self.scan_headers(self.scan_start(offset)):
+            if header.last_offset >= offset:
+                return position, header
+        return None
 
     def batch_range(self, offset: int, bound: int, take: Callable[[int], bool]) -> tuple[int, int] | None:
         """(start, end) positions of the run of whole batches that a fetch from `offset`
