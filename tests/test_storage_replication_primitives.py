@@ -354,6 +354,13 @@ def test_truncation_below_the_high_watermark_is_an_invariant_violation(tmp_path)
         assert await external.truncate_to(Offset(6)) == 6
         await local.close()
         await external.close()
+
+        restarted = await open_log(tmp_path / "external", EXTERNAL)  # knows nothing committed...
+        restarted.set_archived_offset(Offset(2))  # ...but 0..2 are in the cold tier
+        with pytest.raises(InvariantViolation, match="below the archived offset"):
+            await restarted.truncate_to(Offset(1))
+        assert await restarted.truncate_to(Offset(3)) == 3
+        await restarted.close()
     run(scenario())
 
 

@@ -201,8 +201,8 @@ class PartitionLog(Protocol):
         """Suffix truncation (a follower dropping its divergent tail): remove every batch at
         or above `offset`; an offset inside a batch removes that whole batch (the log ends
         at its base offset, as Kafka does). Returns the new log_end_offset; a no-op at or
-        above the end. The result must not fall below the high watermark (committed data):
-        InvariantViolation. Appends are refused (KafkaStorageError) until it returns; the
+        above the end. The result must not fall below the high watermark (committed data)
+        nor to or below set_archived_offset (data in the cold tier): InvariantViolation. Appends are refused (KafkaStorageError) until it returns; the
         durable() of truncated appends raises AppendTruncated. Later segments are deleted,
         the segment holding the new end is cut and reopened for appends, the leader epoch
         cache drops entries starting at or above the new end; all of it durable on return.

@@ -499,6 +499,8 @@ class DiskPartitionLog:
     def _check_truncation(self, requested: int, target: int) -> None:
         invariant(target >= self._high_watermark, "truncation below the high watermark would remove committed data",
                   self.topic, self.partition, requested, target, self._high_watermark)
+        invariant(target > self._archived_offset, "truncation below the archived offset would remove data the "
+                  "cold tier holds", self.topic, self.partition, requested, target, self._archived_offset)
 
     def _batch_start(self, offset: int) -> int:
         """Base offset of the batch holding `offset` (below the log end)."""
