@@ -5,8 +5,9 @@ local log and the cold tier for every read.
 Handlers reach a partition only through `PartitionManager.get` / `wait_for` and ask it,
 never its log, for offsets and data: Produce (`produce`), Fetch (`read`), ListOffsets
 (`earliest_offset`, `latest_offset`, `offset_for_timestamp`, `max_timestamp`),
-DeleteRecords (`delete_records_before`). This object is what replication and, later, a
-shard process own; on one node it is the leader of every partition it serves."""
+DeleteRecords (`delete_records_before`), OffsetForLeaderEpoch (`end_offset_for`), the
+Fetch v12+ divergence check (`diverging_epoch`). This object is what replication and,
+later, a shard process own; on one node it is the leader of every partition it serves."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from typing import Any, Callable
 from kio.schema.errors import ErrorCode
 
 from broker.clock import Clock
-from broker.ids import LeaderEpoch, Offset
+from broker.ids import NO_EPOCH, NO_OFFSET, LeaderEpoch, Offset
 from broker.invariant import invariant
 from broker.producer_state import PartitionProducers
 from broker.records import BatchHeader
-from broker.storage.api import FileRegion, PartitionLogConfig
+from broker.storage.api import FileRegion, OffsetOutOfRange, PartitionLogConfig
 from broker.topic_table import Topic
 from shadow_indexing.predicate import may_read_from_cloud
 
@@ -170,6 +171,42 @@ class Partition:
         invariant(result.base_offset == expected_base, "log assigned an offset other than its end offset",
                   self.topic, self.index, expected_base, result.base_offset)
         return ProduceResult(result.base_offset, result.log_append_time_ms, result.log_start_offset)
+
+    # -- leader epochs: OffsetForLeaderEpoch and Fetch divergence (KIP-101/279/320) --------------
+
+    def end_offset_for(self, requested_epoch: int) -> tuple[LeaderEpoch, Offset]:
+        """(largest epoch <= requested_epoch, the offset where it ends), by the log's leader
+        epoch cache (PartitionLog.end_offset_for, Kafka's endOffsetFor), answered as the
+        leader: Kafka's leader adds its epoch to the cache at the log end when elected, so
+        our epoch counts from the log end even before it wrote a batch. (-1, -1) for -1 and
+        for an epoch above ours."""
+        leader_epoch = int(self.leader_epoch)
+        latest_in_log = int(self.log.latest_epoch)
+        if requested_epoch < 0 or requested_epoch <= latest_in_log or leader_epoch <= latest_in_log:
+            return self.log.end_offset_for(LeaderEpoch(requested_epoch))
+        if requested_epoch > leader_epoch:
+            return NO_EPOCH, NO_OFFSET
+        if requested_epoch == leader_epoch or latest_in_log < 0:
+            return LeaderEpoch(requested_epoch), self.log.log_end_offset
+        return LeaderEpoch(latest_in_log), self.log.log_end_offset
+
+    def diverging_epoch(self, last_fetched_epoch: int, fetch_offset: int) -> tuple[LeaderEpoch, Offset] | None:
+        """Fetch v12+ (Kafka's Partition.readRecords): when the fetcher's log, whose last
+        batch before `fetch_offset` has `last_fetched_epoch`, diverges from ours, the
+        (epoch, end offset) to send as DivergingEpoch instead of records; None when it may
+        read on (also for -1: no epoch to check). Raises OffsetOutOfRange when the epoch's
+        end is unknown, or when `fetch_offset` is below the log start whatever the epochs
+        say (the cold tier checks its own offsets)."""
+        if last_fetched_epoch < 0:
+            return None
+        epoch, end_offset = self.end_offset_for(last_fetched_epoch)
+        if epoch < 0 or end_offset < 0:
+            raise OffsetOutOfRange(f"{self}: no end offset for leader epoch {last_fetched_epoch}")
+        if fetch_offset < self.log.log_start_offset and not self.reads_from_cold_tier(fetch_offset):
+            raise OffsetOutOfRange(f"{self}: offset {fetch_offset} is below the log start {self.log.log_start_offset}")
+        if epoch < last_fetched_epoch or end_offset < fetch_offset:
+            return epoch, end_offset
+        return None
 
     # -- reads: the one local-or-cold choice ---------------------------------------------------
 

@@ -52,7 +52,7 @@ def produce_request(version: int, topic: str, records: bytes | None, *, acks: in
 def fetch_request(version: int, topic: str, offset: int, *, partition: int = 0, max_wait_ms: int = 0,
                   min_bytes: int = 1, max_bytes: int = 50 * 1024 * 1024, partition_max_bytes: int = 1024 * 1024,
                   isolation_level: int = 0, session_epoch: int = -1, session_id: int = 0,
-                  current_leader_epoch: int = -1):
+                  current_leader_epoch: int = -1, last_fetched_epoch: int = -1):
     partition_class = request_class(FETCH, version, "FetchPartition")
     topic_class = request_class(FETCH, version, "FetchTopic")
     return build(request_class(FETCH, version), cluster_id=None, replica_id=-1, max_wait=ms(max_wait_ms),
@@ -60,7 +60,7 @@ def fetch_request(version: int, topic: str, offset: int, *, partition: int = 0, 
                  session_id=session_id, session_epoch=session_epoch, forgotten_topics_data=(), rack_id="",
                  topics=(build(topic_class, topic=topic, partitions=(
                      build(partition_class, partition=partition, current_leader_epoch=current_leader_epoch,
-                           fetch_offset=offset, last_fetched_epoch=-1, log_start_offset=-1,
+                           fetch_offset=offset, last_fetched_epoch=last_fetched_epoch, log_start_offset=-1,
                            partition_max_bytes=partition_max_bytes),)),))
 
 

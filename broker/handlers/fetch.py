@@ -15,6 +15,11 @@
   session Shoal never created and gets FETCH_SESSION_ID_NOT_FOUND (70).
 - Reads below the local log start come from the cold tier: the partition decides
   (broker/partition.py, `Partition.reads_from_cold_tier`).
+- Log divergence (KIP-320, v12+): a partition whose request names a last fetched epoch
+  (>= 0) is checked against the leader epoch cache first (`Partition.diverging_epoch`,
+  Kafka's rules): a diverging fetcher gets no records, error NONE and DivergingEpoch
+  {epoch, end offset} to truncate to; an epoch whose end is unknown, or an offset below the
+  log start, gets OFFSET_OUT_OF_RANGE. Either answers the fetch at once, like an error.
 - The response is hand-encoded (broker.protocol.fetch_response) around storage FileRegions.
 """
 
@@ -28,8 +33,9 @@ from kio.schema.errors import ErrorCode
 
 from broker import limits
 from broker.handlers.context import EncodedResponse, RequestContext
+from broker.ids import NO_EPOCH
 from broker.invariant import InvariantViolation
-from broker.protocol.fetch_response import PartitionResponse, TopicResponse, encode_fetch_response
+from broker.protocol.fetch_response import EpochEndOffset, PartitionResponse, TopicResponse, encode_fetch_response
 from broker.protocol.kio_build import milliseconds
 from broker.storage.api import KafkaStorageError, OffsetOutOfRange
 
@@ -70,8 +76,8 @@ async def handle(context: RequestContext, request: Any) -> Any:
     waiter = broker.fetch_waiters.register(wanted) if max_wait_ms > 0 and wanted else None
     try:
         while True:
-            topics, total_bytes, has_error = await _read_all(context, request)
-            if waiter is None or total_bytes >= request.min_bytes or has_error:
+            topics, total_bytes, answer_now = await _read_all(context, request)
+            if waiter is None or total_bytes >= request.min_bytes or answer_now:
                 break
             remaining_ms = deadline_ms - clock.monotonic_ms()
             if remaining_ms <= 0:
@@ -96,11 +102,12 @@ def _session_error(version: int, request: Any) -> int | None:
 
 
 async def _read_all(context: RequestContext, request: Any) -> tuple[list[TopicResponse], int, bool]:
+    """(topics, bytes of records, whether a partition has an error or a divergence)."""
     budget = _Budget(min(max(request.max_bytes, 0), limits.fetch_response_bytes_max))
     isolation_level = getattr(request, "isolation_level", 0)
     topics: list[TopicResponse] = []
     total_bytes = 0
-    has_error = False
+    answer_now = False
     for topic_request in request.topics:
         partitions = []
         for partition_request in topic_request.partitions:
@@ -108,10 +115,10 @@ async def _read_all(context: RequestContext, request: Any) -> tuple[list[TopicRe
             size = response.records_size
             budget.spend(size)
             total_bytes += size
-            has_error = has_error or response.error_code != 0
+            answer_now = answer_now or response.error_code != 0 or response.diverging_epoch is not None
             partitions.append(response)
         topics.append(TopicResponse(topic_request.topic, partitions))
-    return topics, total_bytes, has_error
+    return topics, total_bytes, answer_now
 
 
 async def _read_partition(context: RequestContext, topic: str, partition_request: Any, budget: _Budget,
@@ -131,12 +138,15 @@ async def _read_partition(context: RequestContext, topic: str, partition_request
         response.error_code = epoch_error.value
         return response
     max_bytes = min(partition_request.partition_max_bytes, budget.bytes_left)
-    if max_bytes <= 0 and not budget.first_batch_rule:
-        return response
     try:
-        response.records = await partition.read(partition_request.fetch_offset, max_bytes,
-                                                upper_bound=last_stable_offset,
-                                                min_one_batch=budget.first_batch_rule)
+        diverging = partition.diverging_epoch(getattr(partition_request, "last_fetched_epoch", NO_EPOCH),
+                                              partition_request.fetch_offset)
+        if diverging is not None:
+            response.diverging_epoch = EpochEndOffset(*diverging)
+        elif max_bytes > 0 or budget.first_batch_rule:
+            response.records = await partition.read(partition_request.fetch_offset, max_bytes,
+                                                    upper_bound=last_stable_offset,
+                                                    min_one_batch=budget.first_batch_rule)
     except OffsetOutOfRange:
         response.error_code = ErrorCode.offset_out_of_range.value
     except KafkaStorageError as error:
