@@ -299,6 +299,28 @@ def elect_leader(state: dict, name: str, partition: int, expected_leader_epoch: 
             [_partition_changed(name, partition, record, leader_changed=True)])
 
 
+def record_leader(state: dict, name: str, partition: int, leader: int, leader_epoch: int) -> Outcome:
+    """A partition's replicas elected `leader` in `leader_epoch` (per-partition Raft, where
+    the epoch is the term): record it for Metadata. Applies only to a newer epoch (or the
+    same epoch naming a leader where none was recorded), so a late report never rolls the
+    record back."""
+    record, error = _require_partition(state, name, partition)
+    if error is not None:
+        return error, []
+    if leader not in record["replicas"]:
+        return rejected("ineligible_replica", f"node {leader} is not a replica of {name}-{partition}"), []
+    current = record["leader_epoch"]
+    if leader_epoch < current or (leader_epoch == current and record["leader"] not in (NO_LEADER, leader)):
+        return rejected("fenced_leader_epoch",
+                        f"{name}-{partition} already records leader {record['leader']} in epoch {current}"), []
+    if leader_epoch == current and record["leader"] == leader:
+        return applied(current), []
+    record["leader"] = leader
+    record["leader_epoch"] = leader_epoch
+    record["partition_epoch"] += 1
+    return applied(leader_epoch), [_partition_changed(name, partition, record, leader_changed=True)]
+
+
 def reassign_replicas(state: dict, name: str, partition: int, expected_partition_epoch: int,
                       replicas: list[int]) -> Outcome:
     """Replace the replica set (same size, distinct unfenced brokers), only while the

@@ -471,6 +471,12 @@ class Controller:
         return await self._call("elect_leader", topic, partition, expected_leader_epoch, new_leader,
                                 timeout_ms=timeout_ms)
 
+    async def record_leader(self, topic: str, partition: int, leader: int, leader_epoch: int,
+                            timeout_ms: int | None = None) -> CommandResult:
+        """The partition's replicas elected `leader` in `leader_epoch`: record it (only a
+        newer epoch replaces the record). value: the recorded epoch."""
+        return await self._call("record_leader", topic, partition, leader, leader_epoch, timeout_ms=timeout_ms)
+
     async def reassign_replicas(self, topic: str, partition: int, expected_partition_epoch: int,
                                 replicas: list[int], timeout_ms: int | None = None) -> CommandResult:
         """value: the new partition epoch."""

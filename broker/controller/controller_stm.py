@@ -110,6 +110,10 @@ class ControllerStm(SyncObjConsumer):
         return self._run(cluster_state.elect_leader, name, partition, expected_leader_epoch, new_leader)
 
     @replicated
+    def record_leader(self, name: str, partition: int, leader: int, leader_epoch: int) -> CommandResult:
+        return self._run(cluster_state.record_leader, name, partition, leader, leader_epoch)
+
+    @replicated
     def reassign_replicas(self, name: str, partition: int, expected_partition_epoch: int,
                           replicas: list[int]) -> CommandResult:
         return self._run(cluster_state.reassign_replicas, name, partition, expected_partition_epoch, replicas)
