@@ -95,15 +95,33 @@ class AdminHttpServer:
         return web.json_response(self._broker_entries())
 
     async def _cluster(self, request: web.Request) -> web.Response:
+        """The cluster as this node sees it: nodes and liveness, every partition's leader
+        (from the controller), under-replicated and leaderless partitions, and the state of
+        the replicas this node holds."""
         broker = self.broker
         topics = broker.topics.topics() if broker.topics is not None else []
+        under_replicated, leaderless = [], []
+        for topic in topics:
+            for index in range(topic.partitions):
+                leader, _, replicas, in_sync, _ = broker.partition_metadata(topic, index)
+                if leader < 0:
+                    leaderless.append(f"{topic.name}-{index}")
+                elif len(in_sync) < len(replicas):
+                    under_replicated.append(f"{topic.name}-{index}")
+        replicas = ([replica.describe() for replica in broker.replication.replicas.values()]
+                    if broker.replication is not None else [])
         return web.json_response({
             "cluster_id": broker.cluster_id,
-            "controller_id": int(broker.node_id),
+            "node_id": int(broker.node_id),
+            "controller_id": broker.controller_id(),
+            "controller": broker.cluster.controller.status() if broker.cluster is not None else None,
             "brokers": self._broker_entries(),
             "topics": len(topics),
             "partitions": sum(topic.partitions for topic in topics),
-            "under_replicated_partitions": 0,  # one node: every partition is fully replicated
+            "under_replicated_partitions": len(under_replicated),
+            "under_replicated": under_replicated,
+            "leaderless_partitions": leaderless,
+            "replicas": replicas,
             "ready": not self._waiting_for(),
         })
 
@@ -147,6 +165,10 @@ class AdminHttpServer:
         from broker.handlers.admin_support import advertised_address
 
         broker = self.broker
+        if broker.cluster is not None:
+            return [{"node_id": int(node_id), "kafka_endpoint": view.kafka_endpoint, "admin_url": view.admin_url,
+                     "rpc_endpoint": view.rpc_endpoint, "rack": None, "is_alive": view.alive}
+                    for node_id, view in broker.cluster.controller.brokers().items()]
         host, port = advertised_address(broker)
         return [{
             "node_id": int(broker.node_id),
@@ -158,13 +180,13 @@ class AdminHttpServer:
         }]
 
     def _partition_entry(self, topic: Any, partition: int) -> dict[str, Any]:
-        node_id = int(self.broker.node_id)
+        leader, leader_epoch, replicas, in_sync, _ = self.broker.partition_metadata(topic, partition)
         entry: dict[str, Any] = {
             "partition": partition,
-            "leader": node_id,
-            "leader_epoch": int(topic.leader_epoch(partition)),
-            "replicas": [node_id],
-            "isr": [node_id],
+            "leader": leader,
+            "leader_epoch": leader_epoch,
+            "replicas": replicas,
+            "isr": in_sync,
             "log_start_offset": None,
             "log_end_offset": None,
             "high_watermark": None,

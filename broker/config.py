@@ -146,6 +146,7 @@ class CloudStorageConfig:
 class ClusterConfig:
     rpc_listen: Address
     seeds: tuple[Address, ...]
+    password: str | None = None  # encrypts and authenticates controller traffic between nodes
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ _TOP_LEVEL_SCALARS = (
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "kafka_api": ("listen", "advertise"),
     "admin_api": ("listen",),
-    "cluster": ("rpc_listen", "seeds"),
+    "cluster": ("rpc_listen", "seeds", "password"),
     "cloud_storage": (
         "url", "endpoint", "region", "access_key", "secret_key", "upload_interval",
         "upload_concurrency", "upload_bandwidth", "chunk_size", "cache_dir", "cache_size",
@@ -424,7 +425,14 @@ def _build_cluster(raw: Any) -> ClusterConfig | None:
     if not isinstance(seeds_raw, list):
         raise ConfigError("cluster.seeds", seeds_raw, "a list of host:port")
     seeds = tuple(Address(*parse_host_port("cluster.seeds", seed)) for seed in seeds_raw)
-    return ClusterConfig(rpc_listen=rpc, seeds=seeds)
+    if rpc not in seeds:
+        raise ConfigError("cluster.seeds", ",".join(str(seed) for seed in seeds),
+                          f"a list of the founding nodes' rpc addresses that includes this node's "
+                          f"cluster.rpc_listen ({rpc})")
+    password = section.get("password")
+    if password is not None and (not isinstance(password, str) or len(password) < 8):
+        raise ConfigError("cluster.password", "***", "a string of at least 8 characters")
+    return ClusterConfig(rpc_listen=rpc, seeds=seeds, password=password)
 
 
 def _build_cloud_storage(raw: Any, data_dir: str) -> CloudStorageConfig | None:

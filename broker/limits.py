@@ -215,8 +215,41 @@ upload_rounds_per_tick_max = 8
 # whatever its size (request_frame_bytes_max bounds that).
 connection_inflight_bytes_max = 32 * 1024 * 1024
 
+# --- Partition replication (broker/replication/) --------------------------------------------
+# A follower that has not had an answer from its leader for a random time in this range
+# starts an election (randomized so two followers rarely stand at once). The upper bound
+# plus one vote round and a metadata refresh keeps failover inside ~5 s.
+election_timeout_ms_min = 1_500
+election_timeout_ms_max = 3_000
+# A leader that has not heard from a majority (itself included) for this long steps down:
+# a leader cut off from its peers stops taking writes it could never commit.
+leader_quorum_timeout_ms = 4_500
+# Followers long-poll their leader with this max wait: the leader hears from every live
+# follower at least this often, so its quorum check never fires on a quiet partition.
+replica_fetch_wait_ms = 500
+# One follower fetch asks for at most this many bytes in all, and per partition: batches
+# of a busy leader arrive in pipelined chunks, memory per fetch stays bounded.
+replica_fetch_bytes_max = 16 * 1024 * 1024
+replica_fetch_partition_bytes_max = 4 * 1024 * 1024
+# Largest response frame a node accepts from a peer (a fetch of replica_fetch_bytes_max
+# plus envelope).
+peer_response_bytes_max = 64 * 1024 * 1024
+# Vote and BeginQuorumEpoch calls give up after this long (an election then times out and
+# is retried with a new random timeout).
+peer_request_timeout_ms = 1_000
+
 # --- Local log: leader epochs and replication primitives (broker/storage/) ------------------
 # A leader-epoch-checkpoint larger than this is damaged, not read (recovery rebuilds it from
 # the batch headers). One line (~25 bytes) per epoch change, and every epoch change rolls
 # a segment, so this covers ~40,000 segments' worth of epochs.
 leader_epoch_checkpoint_bytes_max = 1024 * 1024
+# acks=all waits at most this long for a majority when the request gives no timeout
+# (Produce's timeout_ms is used otherwise, capped by it).
+produce_commit_wait_ms_default = 30_000
+# Replication timers (elections, quorum checks, fetch loops to start) run this often.
+replication_tick_interval_ms = 50
+# A node waiting for a majority of the controller group logs progress this often.
+cluster_join_progress_ms = 5_000
+# A new partition leader retries recording itself in the controller this many times
+# (Metadata on other nodes points at the old leader meanwhile; clients retry on error 6).
+record_leader_attempts_max = 50

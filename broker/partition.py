@@ -11,11 +11,13 @@ later, a shard process own; on one node it is the leader of every partition it s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from kio.schema.errors import ErrorCode
 
+from broker import limits
 from broker.clock import Clock
 from broker.ids import NO_EPOCH, NO_OFFSET, LeaderEpoch, Offset
 from broker.invariant import invariant
@@ -38,6 +40,14 @@ class ProduceRefused(Exception):
 class ProduceResult:
     base_offset: Offset
     log_append_time_ms: int  # -1 unless LogAppendTime
+    log_start_offset: Offset
+
+
+@dataclass(frozen=True)
+class _Appended:
+    base_offset: Offset
+    last_offset: Offset
+    log_append_time_ms: int
     log_start_offset: Offset
 
 
@@ -68,6 +78,10 @@ class Partition:
         self.index = index
         self.log = log  # broker.storage.api.PartitionLog: only this object appends to it
         self.producers = producers
+        # broker.replication.replica.PartitionReplica in a cluster (leader, epoch, commit),
+        # None on a single node (the log commits what is durable, this node always leads).
+        self.replica: Any = None
+        self._commit_waiters: list[tuple[int, int, asyncio.Future]] = []  # (end offset, epoch, future)
         self._topic_entry = topic_entry
         self._cold_tier = cold_tier
         self._clock = clock
@@ -90,6 +104,8 @@ class Partition:
 
     @property
     def leader_epoch(self) -> LeaderEpoch:
+        if self.replica is not None:
+            return LeaderEpoch(self.replica.epoch)
         entry = self._topic_entry()
         if entry is not None and self.index < entry.partitions:
             self._last_leader_epoch = entry.leader_epoch(self.index)
@@ -112,17 +128,52 @@ class Partition:
         return self.log.log_end_offset
 
     def in_sync_replicas(self) -> int:
-        return 1  # this node's own log; replication raises it
+        if self.replica is None:
+            return 1  # this node's own log
+        return len(self.replica.in_sync_replicas())
 
     def epoch_error(self, requested_epoch: int) -> ErrorCode | None:
         return leader_epoch_error(requested_epoch, self.leader_epoch)
 
+    def leadership_error(self) -> ErrorCode | None:
+        """None when this node serves Kafka clients for the partition: it leads it and its
+        epoch's first batch is committed (a new leader's older tail may not be)."""
+        if self.replica is None:
+            return None
+        from broker.replication.replica import Role
+
+        if self.replica.role is not Role.LEADER or not self.replica.ready:
+            return ErrorCode.not_leader_or_follower
+        return None
+
+    def follower_fetch_error(self, node_id: int) -> ErrorCode | None:
+        """None when `node_id` may fetch this partition as a follower: this node leads it
+        (ready or not: followers must fetch the new epoch's first batch to commit it)."""
+        from broker.replication.replica import Role
+
+        if self.replica is None or self.replica.role is not Role.LEADER:
+            return ErrorCode.not_leader_or_follower
+        if node_id not in self.replica.replicas:
+            return ErrorCode.not_leader_or_follower
+        return None
+
+    def leader_hint(self) -> tuple[int, int]:
+        """(leader id, epoch) as this node knows them, for NOT_LEADER answers."""
+        if self.replica is None:
+            return -1, int(self.leader_epoch)
+        return self.replica.leader_id, self.replica.epoch
+
     # -- produce ------------------------------------------------------------------------------
 
-    def check_produce(self, acks: int) -> None:
-        """Refusals that do not depend on the batch: internal topics are written by the
-        broker only, acks=all needs min.insync.replicas in sync."""
+    def check_produce(self, acks: int, *, internal_writer: bool = False) -> None:
+        """Refusals that do not depend on the batch: only the leader takes writes, internal
+        topics are written by the broker only, acks=all needs min.insync.replicas in sync."""
+        leadership = self.leadership_error()
+        if leadership is not None:
+            raise ProduceRefused(leadership, f"this node does not lead {self.topic}-{self.index}")
         entry = self._topic_entry()
+        if internal_writer:
+            return
         if entry is not None and entry.internal:
             raise ProduceRefused(ErrorCode.invalid_topic_exception, f"cannot append to internal topic {self.topic}")
         required = int(self.configs.get("min.insync.replicas", "1"))
@@ -131,22 +182,31 @@ class Partition:
                                  f"min.insync.replicas={required} but {self.in_sync_replicas()} replica(s) in sync")
 
     async def produce(self, batch: bytearray, header: BatchHeader, *, log_append_time_ms: int | None,
-                      on_ordered: Callable[[], None]) -> ProduceResult:
+                      on_ordered: Callable[[], None], acks: int = 1,
+                      timeout_ms: int = limits.produce_commit_wait_ms_default) -> ProduceResult:
+        """`append`, then for acks=all in a cluster the wait until a majority of replicas
+        holds the batch durably (the high watermark passes it) in this leader's epoch."""
+        epoch = self.replica.epoch if self.replica is not None else -1
+        result = await self.append(batch, header, log_append_time_ms=log_append_time_ms, on_ordered=on_ordered)
+        if self.replica is not None and acks == -1:
+            await self.wait_committed(int(result.last_offset) + 1, epoch, timeout_ms)
+        return ProduceResult(result.base_offset, result.log_append_time_ms, result.log_start_offset)
+
+    async def append(self, batch: bytearray, header: BatchHeader, *, log_append_time_ms: int | None,
+                     on_ordered: Callable[[], None]) -> "_Appended":
         """Append one validated batch (idempotent batches through the sequence check) and
-        return once it is durable per the topic's policy.
+        return once it is durable on this node per the topic's policy.
 
         Two phases: everything up to the log write (sequence check, offset assignment,
         the write itself) happens synchronously within this call, in call order, and then
         `on_ordered()` is called; only then does it wait for durability. So requests of one
         connection keep their order and still share one group-commit fsync."""
-        if header.producer_id >= 0:
-            return await self._produce_idempotent(batch, header, log_append_time_ms, on_ordered)
-        on_ordered()
-        result = await self.log.append(batch, leader_epoch=self.leader_epoch, log_append_time_ms=log_append_time_ms)
-        return ProduceResult(result.base_offset, result.log_append_time_ms, result.log_start_offset)
-
-    async def _produce_idempotent(self, batch: bytearray, header: BatchHeader, log_append_time_ms: int | None,
-                                  on_ordered: Callable[[], None]) -> ProduceResult:
+        if header.producer_id < 0:
+            pending = self.log.write(batch, leader_epoch=self.leader_epoch, log_append_time_ms=log_append_time_ms)
+            on_ordered()
+            await pending.durable()
+            return _Appended(pending.base_offset, pending.last_offset, pending.log_append_time_ms,
+                             pending.log_start_offset)
         verdict = self.producers.check(header.producer_id, header.producer_epoch, header.base_sequence,
                                        header.record_count)
         if verdict.error != ErrorCode.none:
@@ -154,23 +214,83 @@ class Partition:
         if verdict.duplicate is not None:
             original = verdict.duplicate
             on_ordered()
-            if original.last_offset >= self.log.high_watermark:
+            if original.last_offset >= self.log.durable_end_offset:
                 await self.log.flush()  # the original may still await its fsync
-            return ProduceResult(Offset(original.base_offset), original.log_append_time_ms, self.log.log_start_offset)
+            return _Appended(Offset(original.base_offset), Offset(original.last_offset),
+                             original.log_append_time_ms, self.log.log_start_offset)
         expected_base = int(self.log.log_end_offset)
         previous = self.producers.record(
             header.producer_id, header.producer_epoch, header.base_sequence, header.record_count,
             expected_base, expected_base + header.record_count - 1,
             -1 if log_append_time_ms is None else log_append_time_ms, self._clock.now_ms())
-        on_ordered()
         try:
-            result = await self.log.append(batch, leader_epoch=self.leader_epoch, log_append_time_ms=log_append_time_ms)
+            pending = self.log.write(batch, leader_epoch=self.leader_epoch, log_append_time_ms=log_append_time_ms)
         except BaseException:
             self.producers.restore(header.producer_id, previous)
             raise
-        invariant(result.base_offset == expected_base, "log assigned an offset other than its end offset",
-                  self.topic, self.index, expected_base, result.base_offset)
-        return ProduceResult(result.base_offset, result.log_append_time_ms, result.log_start_offset)
+        invariant(pending.base_offset == expected_base, "log assigned an offset other than its end offset",
+                  self.topic, self.index, expected_base, pending.base_offset)
+        on_ordered()
+        await pending.durable()  # a failed fsync fails the log: no later write reuses the state
+        return _Appended(pending.base_offset, pending.last_offset, pending.log_append_time_ms,
+                         pending.log_start_offset)
+
+    # -- replication: the commit wait and what followers derive from the log -----------------
+
+    async def wait_committed(self, end_offset: int, epoch: int, timeout_ms: int) -> None:
+        """Return once the high watermark reaches `end_offset` while this node still leads
+        in `epoch` (a write is acknowledged only if it committed in the epoch it was written
+        in). Raises ProduceRefused: NOT_LEADER_OR_FOLLOWER when leadership was lost (the
+        write may survive or not: the client retries, idempotence keeps one copy),
+        REQUEST_TIMED_OUT when no majority took it in time."""
+        if int(self.log.high_watermark) >= end_offset and self._leads_in(epoch):
+            return
+        future = asyncio.get_running_loop().create_future()
+        waiter = (end_offset, epoch, future)
+        self._commit_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise ProduceRefused(ErrorCode.request_timed_out,
+                                 f"{self.topic}-{self.index}: not replicated to a majority within {timeout_ms} ms") from None
+        finally:
+            if waiter in self._commit_waiters:
+                self._commit_waiters.remove(waiter)
+
+    def _leads_in(self, epoch: int) -> bool:
+        from broker.replication.replica import Role
+
+        return self.replica is not None and self.replica.role is Role.LEADER and self.replica.epoch == epoch
+
+    def commit_moved(self) -> None:
+        """The high watermark moved (append listener) or leadership changed: answer the
+        writes waiting for their commit."""
+        if not self._commit_waiters:
+            return
+        high_watermark = int(self.log.high_watermark)
+        still_waiting = []
+        for end_offset, epoch, future in self._commit_waiters:
+            if future.done():
+                continue
+            if not self._leads_in(epoch):
+                future.set_exception(ProduceRefused(ErrorCode.not_leader_or_follower,
+                                                    f"leadership of {self.topic}-{self.index} moved before the "
+                                                    "write was replicated to a majority"))
+            elif high_watermark >= end_offset:
+                future.set_result(None)
+            else:
+                still_waiting.append((end_offset, epoch, future))
+        self._commit_waiters = still_waiting
+
+    def follower_wrote(self, from_offset: int) -> None:
+        """Batches copied from the leader from `from_offset` on: idempotent producers' state
+        follows them, so a new leader knows every producer's last sequences."""
+        for header in self.log.iter_batch_headers(Offset(from_offset)):
+            if header.producer_id < 0 or header.is_control or header.base_offset < from_offset:
+                continue
+            self.producers.record(header.producer_id, header.producer_epoch, header.base_sequence,
+                                  header.record_count, header.base_offset, header.last_offset, -1,
+                                  self._clock.now_ms())
 
     # -- leader epochs: OffsetForLeaderEpoch and Fetch divergence (KIP-101/279/320) --------------
 

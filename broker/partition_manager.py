@@ -30,7 +30,7 @@ class PartitionManager:
         self._probe = probe
         self._clock = clock
         self._serving: dict[PartitionKey, Partition] = {}
-        self._listeners: dict[PartitionKey, Callable[[], None]] = {}
+        self._listeners: dict[PartitionKey, tuple[Callable[[], None], Callable[[], None]]] = {}
         self._pending: dict[PartitionKey, asyncio.Task] = {}
 
     def __iter__(self) -> Iterator[Partition]:
@@ -84,9 +84,16 @@ class PartitionManager:
         topic_id = entry.topic_id if entry is not None else None
         partition = Partition(topic, index, partition_log, producer_state,
                               lambda: self._topic_entry(topic, topic_id), self.cold_tier, self._clock)
-        listener = lambda: self._fetch_waiters.notify(topic, index)  # noqa: E731
-        partition_log.add_append_listener(listener)
-        self._listeners[key] = listener
+        wake_fetches = lambda: self._fetch_waiters.notify(topic, index)  # noqa: E731
+
+        def high_watermark_moved() -> None:
+            wake_fetches()
+            partition.commit_moved()
+
+        partition_log.add_append_listener(high_watermark_moved)
+        if partition_log.config.external_commit:
+            partition_log.add_durable_listener(wake_fetches)  # followers' long-polls fetch new data
+        self._listeners[key] = (high_watermark_moved, wake_fetches)
         self._serving[key] = partition
         self._probe.partitions.set(len(self._serving))
         return partition
@@ -94,9 +101,12 @@ class PartitionManager:
     def stop_serving(self, topic: str, index: int) -> None:
         key = (topic, index)
         partition = self._serving.pop(key, None)
-        listener = self._listeners.pop(key, None)
-        if partition is not None and listener is not None:
-            partition.log.remove_append_listener(listener)
+        listeners = self._listeners.pop(key, None)
+        if partition is not None and listeners is not None:
+            partition.log.remove_append_listener(listeners[0])
+            partition.log.remove_durable_listener(listeners[1])
+            partition.replica = None
+            partition.commit_moved()  # writes waiting for a commit here are answered
         self._probe.partitions.set(len(self._serving))
 
     def _topic_entry(self, topic: str, topic_id: Any = None):

@@ -108,7 +108,8 @@ class BrokerProcess:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
 
-    def start(self, timeout_s: float = 20.0) -> "BrokerProcess":
+    def start(self, timeout_s: float = 20.0, wait: bool = True) -> "BrokerProcess":
+        """Start the process; with wait, return once it answers ApiVersions."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config))
         log_file = open(self.log_path, "ab")
@@ -116,6 +117,10 @@ class BrokerProcess:
         self.process = subprocess.Popen(
             SHOAL + ["start", "--config", str(self.config_path)],
             cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        log_file.close()
+        return self.wait_ready(timeout_s) if wait else self
+
+    def wait_ready(self, timeout_s: float = 20.0) -> "BrokerProcess":
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -38,7 +38,7 @@ async def attach_tiered_storage(broker: Any) -> TieredStorage | None:
     async def open_recovered_log(topic: str, partition: int, start_offset: Offset):
         return await broker.open_partition_log(topic, partition)  # opened at initial_offset_for
 
-    tiered = TieredStorage(config, logs=lambda: list(broker.logs) if broker.logs is not None else [],
+    tiered = TieredStorage(config, logs=broker.archivable_logs,
                            settings_for=settings_for, clock=broker.clock, create_log=open_recovered_log)
     await tiered.start()
     _add_admin_endpoints(broker, tiered)

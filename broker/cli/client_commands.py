@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "consume_command",
     "group_commands",
     "tier_commands",
+    "cluster_commands",
 )
 
 

@@ -20,7 +20,7 @@ def settings_for(config: Any) -> MembershipSettings:
 async def open_offsets_log(broker: Any) -> OffsetsLog:
     topic = broker.topics.get(OFFSETS_TOPIC)
     if topic is None:
-        topic = broker.create_topic(OFFSETS_TOPIC, limits.group_log_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
+        topic = await broker.create_topic(OFFSETS_TOPIC, limits.group_log_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
     partition_logs = [await broker.open_partition_log(OFFSETS_TOPIC, partition) for partition in range(topic.partitions)]
     invariant(all(log is not None for log in partition_logs), "every __consumer_offsets partition has a log")
     epochs = [topic.leader_epoch(partition) for partition in range(topic.partitions)]

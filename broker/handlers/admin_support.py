@@ -114,7 +114,7 @@ def duplicates(names: Iterable[str]) -> set[str]:
 # AlterConfigs / IncrementalAlterConfigs: one resource at a time
 
 
-def alter_resource(context: Any, resource: Any, new_topic_configs: Any, validate_only: bool) -> None:
+async def alter_resource(context: Any, resource: Any, new_topic_configs: Any, validate_only: bool) -> None:
     """Apply one resource of an (Incremental)AlterConfigs request. `new_topic_configs(topic)`
     returns the topic's complete new explicit config set. Raises what error_of() maps."""
     entry_names = [entry.name for entry in resource.configs]
@@ -138,7 +138,7 @@ def alter_resource(context: Any, resource: Any, new_topic_configs: Any, validate
         raise AdminRequestError(ErrorCode.invalid_request,
                                 f"the configs of internal topic {topic.name!r} are managed by Shoal and "
                                 f"cannot be changed")
-    context.broker.set_topic_configs(topic.name, new_topic_configs(topic), validate_only=validate_only)
+    await context.broker.set_topic_configs(topic.name, new_topic_configs(topic), validate_only=validate_only)
 
 
 def _refuse_broker_changes(context: Any, resource: Any) -> None:
@@ -153,8 +153,8 @@ def _refuse_broker_changes(context: Any, resource: Any) -> None:
                                 f"configs come from the node config file; see docs/configuration.md")
 
 
-def alter_configs_response(module: ModuleType, response_class_name: str, context: Any, request: Any,
-                           new_topic_configs_for: Any) -> Any:
+async def alter_configs_response(module: ModuleType, response_class_name: str, context: Any, request: Any,
+                                 new_topic_configs_for: Any) -> Any:
     """The whole (Incremental)AlterConfigs flow: every resource altered (or validated) in
     request order, each with its own error. `new_topic_configs_for(resource)` returns the
     function alter_resource() needs."""
@@ -166,7 +166,7 @@ def alter_configs_response(module: ModuleType, response_class_name: str, context
             if f"{resource.resource_type}/{resource.resource_name}" in repeated:
                 raise AdminRequestError(ErrorCode.invalid_request,
                                         f"resource {resource.resource_name!r} appears more than once")
-            alter_resource(context, resource, new_topic_configs_for(resource), request.validate_only)
+            await alter_resource(context, resource, new_topic_configs_for(resource), request.validate_only)
         except (TopicError, InvalidTopicConfig, AdminRequestError) as error:
             error_code, message = error_of(error)
         responses.append(build(module.AlterConfigsResourceResponse, error_code=error_code,

@@ -17,7 +17,7 @@ MAX_VERSION = 2
 
 async def handle(context: RequestContext, request: Any) -> Any:
     module = response_module(API_KEY, context.api_version)
-    return alter_configs_response(module, "AlterConfigsResponse", context, request, _replacement_for)
+    return await alter_configs_response(module, "AlterConfigsResponse", context, request, _replacement_for)
 
 
 def _replacement_for(resource: Any) -> Callable[[Topic], dict[str, str]]:

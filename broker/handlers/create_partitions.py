@@ -30,8 +30,8 @@ async def handle(context: RequestContext, request: Any) -> Any:
                 raise AdminRequestError(ErrorCode.invalid_request,
                                         f"topic {topic_request.name!r} appears more than once in the request")
             _check(context, topic_request)
-            context.broker.add_partitions(topic_request.name, topic_request.count,
-                                          validate_only=request.validate_only)
+            await context.broker.add_partitions(topic_request.name, topic_request.count,
+                                                validate_only=request.validate_only)
         except (TopicError, AdminRequestError) as error:
             error_code, message = error_of(error)
             results.append(build(module.CreatePartitionsTopicResult, name=topic_request.name,

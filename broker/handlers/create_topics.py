@@ -52,8 +52,8 @@ async def _create_one(context: RequestContext, module: Any, topic_request: Any, 
         recovery = _recovery_requested(context, configs)
         if recovery and partitions == _DEFAULT:
             partitions = await _partitions_in_bucket(broker, topic_request.name)
-        topic = broker.create_topic(topic_request.name, partitions, replication_factor, configs,
-                                    validate_only=validate_only)
+        topic = await broker.create_topic(topic_request.name, partitions, replication_factor, configs,
+                                          validate_only=validate_only)
     except (TopicError, InvalidTopicConfig, AdminRequestError) as error:
         return _failure(module, topic_request.name, error)
     if recovery and not validate_only:

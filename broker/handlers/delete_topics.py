@@ -24,18 +24,18 @@ async def handle(context: RequestContext, request: Any) -> Any:
         targets = [(state.name, state.topic_id) for state in request.topics]
     else:
         targets = [(name, None) for name in request.topic_names]
-    results = tuple(_delete_one(context, module, name, topic_id) for name, topic_id in targets)
+    results = tuple([await _delete_one(context, module, name, topic_id) for name, topic_id in targets])
     return build(module.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=results)
 
 
-def _delete_one(context: RequestContext, module: Any, name: str | None, topic_id: uuid.UUID | None) -> Any:
+async def _delete_one(context: RequestContext, module: Any, name: str | None, topic_id: uuid.UUID | None) -> Any:
     broker = context.broker
     try:
         name, topic_id = _resolve(context, name, topic_id)
         if name in INTERNAL_TOPICS:
             raise AdminRequestError(ErrorCode.topic_authorization_failed,
                                     f"internal topic {name!r} cannot be deleted")
-        broker.delete_topic(name)
+        await broker.delete_topic(name)
     except (TopicError, AdminRequestError) as error:
         error_code, message = error_of(error)
         return build(module.DeletableTopicResult, name=name, topic_id=topic_id,

@@ -35,7 +35,8 @@ from broker import limits
 from broker.handlers.context import EncodedResponse, RequestContext
 from broker.ids import NO_EPOCH
 from broker.invariant import InvariantViolation
-from broker.protocol.fetch_response import EpochEndOffset, PartitionResponse, TopicResponse, encode_fetch_response
+from broker.protocol.fetch_response import (
+    EpochEndOffset, LeaderIdAndEpoch, PartitionResponse, TopicResponse, encode_fetch_response)
 from broker.protocol.kio_build import milliseconds
 from broker.storage.api import KafkaStorageError, OffsetOutOfRange
 
@@ -44,6 +45,8 @@ MIN_VERSION = 4
 MAX_VERSION = 12
 
 READ_COMMITTED = 1
+CONSUMER_REPLICA_ID = -1  # Fetch.replica_id of a consumer; a follower sends its node id
+_LEADER_MOVED = (ErrorCode.not_leader_or_follower, ErrorCode.fenced_leader_epoch)
 FINAL_EPOCH = -1
 INITIAL_EPOCH = 0
 
@@ -111,7 +114,8 @@ async def _read_all(context: RequestContext, request: Any) -> tuple[list[TopicRe
     for topic_request in request.topics:
         partitions = []
         for partition_request in topic_request.partitions:
-            response = await _read_partition(context, topic_request.topic, partition_request, budget, isolation_level)
+            response = await _read_partition(context, topic_request.topic, partition_request, budget, isolation_level,
+                                             getattr(request, "replica_id", CONSUMER_REPLICA_ID))
             size = response.records_size
             budget.spend(size)
             total_bytes += size
@@ -122,20 +126,24 @@ async def _read_all(context: RequestContext, request: Any) -> tuple[list[TopicRe
 
 
 async def _read_partition(context: RequestContext, topic: str, partition_request: Any, budget: _Budget,
-                          isolation_level: int) -> PartitionResponse:
+                          isolation_level: int, replica_id: int) -> PartitionResponse:
     broker = context.broker
     index = partition_request.partition
     partition = await broker.partitions.wait_for(topic, index)
     if partition is None:
         return PartitionResponse(index, ErrorCode.unknown_topic_or_partition.value)
-    epoch_error = partition.epoch_error(getattr(partition_request, "current_leader_epoch", -1))
+    from_follower = replica_id >= 0
+    error = (partition.follower_fetch_error(replica_id) if from_follower else partition.leadership_error()) \
+        or partition.epoch_error(getattr(partition_request, "current_leader_epoch", -1))
     last_stable_offset = int(partition.last_stable_offset)
     response = PartitionResponse(
         index, high_watermark=int(partition.high_watermark), last_stable_offset=last_stable_offset,
         log_start_offset=int(partition.log_start_offset),
         aborted_transactions=[] if isolation_level == READ_COMMITTED else None)
-    if epoch_error is not None:
-        response.error_code = epoch_error.value
+    if error is not None:
+        response.error_code = error.value
+        if context.api_version >= 12 and error in _LEADER_MOVED:
+            response.current_leader = LeaderIdAndEpoch(*partition.leader_hint())
         return response
     max_bytes = min(partition_request.partition_max_bytes, budget.bytes_left)
     try:
@@ -143,6 +151,13 @@ async def _read_partition(context: RequestContext, topic: str, partition_request
                                               partition_request.fetch_offset)
         if diverging is not None:
             response.diverging_epoch = EpochEndOffset(*diverging)
+        elif from_follower:
+            # The follower's fetch offset is its durable log end: progress for the commit.
+            broker.replication.replica_fetched(topic, index, replica_id, partition_request.fetch_offset)
+            response.high_watermark = int(partition.high_watermark)
+            response.records = await partition.read(partition_request.fetch_offset, max(max_bytes, 1),
+                                                    upper_bound=int(partition.log_end_offset),
+                                                    min_one_batch=True)
         elif max_bytes > 0 or budget.first_batch_rule:
             response.records = await partition.read(partition_request.fetch_offset, max_bytes,
                                                     upper_bound=last_stable_offset,

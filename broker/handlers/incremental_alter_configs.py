@@ -27,7 +27,7 @@ async def handle(context: RequestContext, request: Any) -> Any:
     def merged_for(resource: Any) -> Callable[[Topic], dict[str, str]]:
         return lambda topic: merged_configs(context, topic, resource.configs)
 
-    return alter_configs_response(module, "IncrementalAlterConfigsResponse", context, request, merged_for)
+    return await alter_configs_response(module, "IncrementalAlterConfigsResponse", context, request, merged_for)
 
 
 def merged_configs(context: RequestContext, topic: Topic, entries: Any) -> dict[str, str]:

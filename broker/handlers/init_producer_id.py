@@ -15,9 +15,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from broker.controller.controller import ControllerUnavailable
 from broker.handlers.context import RequestContext
 from broker.protocol.kio_build import NO_THROTTLE, build
 from broker.protocol.messages import response_type
+from broker.topic_table import TopicError
 
 API_KEY = 22
 MIN_VERSION = 0
@@ -33,7 +35,11 @@ async def handle(context: RequestContext, request: Any) -> Any:
     if error is not None:
         return build(response_class, throttle_time=NO_THROTTLE, error_code=error,
                      producer_id=NO_PRODUCER_ID, producer_epoch=NO_PRODUCER_EPOCH)
-    producer_id = context.broker.producers.allocator.allocate()
+    try:
+        producer_id = await context.broker.allocate_producer_id()
+    except (ControllerUnavailable, TopicError):  # the controller cannot hand out a block now
+        return build(response_class, throttle_time=NO_THROTTLE, error_code=ErrorCode.coordinator_not_available,
+                     producer_id=NO_PRODUCER_ID, producer_epoch=NO_PRODUCER_EPOCH)
     return build(response_class, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                  producer_id=producer_id, producer_epoch=0)
 

@@ -55,9 +55,9 @@ async def _list_partition(context: RequestContext, topic: str,
     if partition is None:
         return ErrorCode.unknown_topic_or_partition, -1, -1, -1
     epoch = partition.leader_epoch
-    epoch_error = partition.epoch_error(getattr(partition_request, "current_leader_epoch", -1))
-    if epoch_error is not None:
-        return epoch_error, -1, -1, -1
+    error = partition.leadership_error() or partition.epoch_error(getattr(partition_request, "current_leader_epoch", -1))
+    if error is not None:
+        return error, -1, -1, -1
     try:
         offset, timestamp = await _offset_and_timestamp(partition, partition_request.timestamp)
     except InvariantViolation:

@@ -40,18 +40,17 @@ async def handle(context: RequestContext, request: Any) -> Any:
     broker = context.broker
     wants_operations = bool(getattr(request, "include_topic_authorized_operations", False))
     topics = [_topic_entry(response_class, broker, outcome, wants_operations)
-              for outcome in _requested_topics(context, request)]
-    advertise = broker.config.kafka_advertise
+              for outcome in await _requested_topics(context, request)]
     broker_class = nested(response_class, "MetadataResponseBroker")
-    brokers = (build(broker_class, node_id=broker.node_id, host=advertise.host,
-                     port=advertise.port, rack=None),)
+    brokers = tuple(build(broker_class, node_id=node_id, host=host, port=port, rack=None)
+                    for node_id, host, port in broker.metadata_brokers())
     wants_cluster_operations = bool(getattr(request, "include_cluster_authorized_operations", False))
     return build(
         response_class,
         throttle_time=NO_THROTTLE,
         brokers=brokers,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.controller_id(),
         topics=tuple(topics),
         cluster_authorized_operations=CLUSTER_OPERATIONS if wants_cluster_operations else OPERATIONS_NOT_REQUESTED,
     )
@@ -60,7 +59,7 @@ async def handle(context: RequestContext, request: Any) -> Any:
 TopicOutcome = tuple[str | None, uuid.UUID | None, Topic | None, ErrorCode]  # name, id, topic, error
 
 
-def _requested_topics(context: RequestContext, request: Any) -> list[TopicOutcome]:
+async def _requested_topics(context: RequestContext, request: Any) -> list[TopicOutcome]:
     """(name, id, topic or None, error) for every topic the response lists."""
     broker = context.broker
     version = context.api_version
@@ -78,7 +77,7 @@ def _requested_topics(context: RequestContext, request: Any) -> list[TopicOutcom
         if name in seen:
             continue
         seen.add(name)
-        outcomes.append(_topic_by_name(broker, name, allow_auto_create))
+        outcomes.append(await _topic_by_name(broker, name, allow_auto_create))
     return outcomes
 
 
@@ -89,7 +88,7 @@ def _topic_by_id(broker: Any, topic_id: uuid.UUID | None) -> TopicOutcome:
     return (topic.name, topic.topic_id, topic, ErrorCode.none)
 
 
-def _topic_by_name(broker: Any, name: str, allow_auto_create: bool) -> TopicOutcome:
+async def _topic_by_name(broker: Any, name: str, allow_auto_create: bool) -> TopicOutcome:
     topic = broker.topics.get(name)
     if topic is not None:
         return (name, topic.topic_id, topic, ErrorCode.none)
@@ -100,11 +99,13 @@ def _topic_by_name(broker: Any, name: str, allow_auto_create: bool) -> TopicOutc
     if not (broker.config.auto_create_topics and allow_auto_create):
         return (name, None, None, ErrorCode.unknown_topic_or_partition)
     try:
-        topic = broker.create_topic(name, -1, -1, {})
+        topic = await broker.create_topic(name, -1, -1, {})
     except TopicError as error:
-        if error.error_name == "topic_already_exists":  # created meanwhile
-            topic = broker.topics.get(name)
+        topic = broker.topics.get(name)
+        if error.error_name == "topic_already_exists" and topic is not None:  # created meanwhile
             return (name, topic.topic_id, topic, ErrorCode.none)
+        if error.error_name in ("not_controller", "request_timed_out"):
+            return (name, None, None, ErrorCode.leader_not_available)  # clients retry
         return (name, None, None, ErrorCode[error.error_name])
     return (name, topic.topic_id, topic, ErrorCode.none)
 
@@ -128,14 +129,14 @@ def _topic_entry(response_class: type, broker: Any, outcome: TopicOutcome, wants
 
 def _partition_entry(response_class: type, broker: Any, topic: Topic, index: int) -> Any:
     partition_class = nested(response_class, "MetadataResponsePartition")
-    replicas = (broker.node_id,)
+    leader, leader_epoch, replicas, in_sync, offline = broker.partition_metadata(topic, index)
     return build(
         partition_class,
-        error_code=ErrorCode.none,
+        error_code=ErrorCode.none if leader >= 0 else ErrorCode.leader_not_available,
         partition_index=index,
-        leader_id=broker.node_id,
-        leader_epoch=topic.leader_epoch(index),
-        replica_nodes=replicas,
-        isr_nodes=replicas,
-        offline_replicas=(),
+        leader_id=leader,
+        leader_epoch=leader_epoch,
+        replica_nodes=tuple(replicas),
+        isr_nodes=tuple(in_sync),
+        offline_replicas=tuple(offline),
     )

@@ -50,7 +50,7 @@ async def _end_offset(context: RequestContext, topic: str, partition_request: An
     partition = await context.broker.partitions.wait_for(topic, partition_request.partition)
     if partition is None:
         return ErrorCode.unknown_topic_or_partition, -1, -1
-    epoch_error = partition.epoch_error(partition_request.current_leader_epoch)
+    epoch_error = partition.leadership_error() or partition.epoch_error(partition_request.current_leader_epoch)
     if epoch_error is not None:
         return epoch_error, -1, -1
     epoch, end_offset = partition.end_offset_for(partition_request.leader_epoch)

@@ -41,10 +41,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from broker import limits
 from broker.handlers.context import CLOSE_CONNECTION, NO_RESPONSE, RequestContext
 from broker.invariant import InvariantViolation
 from broker.partition import ProduceRefused
-from broker.protocol.kio_build import NO_THROTTLE, build, nested
+from broker.protocol.kio_build import NO_THROTTLE, build, milliseconds, nested
 from broker.protocol.messages import response_type
 from broker.records import (
     BatchHeader, Compression, RecordBatchError, UnsupportedMessageFormat, check_client_batch_rules,
@@ -156,8 +157,11 @@ async def _append_partition(context: RequestContext, request: Any, topic: str, p
     batch, header = _validated_batch(records, target.log_config.max_message_bytes)
     _check_timestamps(header, configs, broker.clock.now_ms())
     batch, header, log_append_time_ms = _apply_topic_format(batch, header, configs, broker.clock.now_ms())
+    timeout_ms = min(max(milliseconds(request.timeout), 0) or limits.produce_commit_wait_ms_default,
+                     limits.produce_commit_wait_ms_default)
     result = await target.produce(batch, header, log_append_time_ms=log_append_time_ms,
-                                  on_ordered=lambda: _mark_append_made(append_made))
+                                  on_ordered=lambda: _mark_append_made(append_made), acks=request.acks,
+                                  timeout_ms=timeout_ms)
     broker.probe.produce_bytes.labels(topic).inc(header.size)
     return PartitionOutcome(base_offset=result.base_offset, log_append_time_ms=result.log_append_time_ms,
                             log_start_offset=result.log_start_offset)

@@ -2,7 +2,9 @@
 
 ApiVersions answers from HANDLERS; the server dispatches through it. A module appears
 here only when its handler serves every version in its range (never advertise an API you
-cannot serve: clients report "broker too old" at first use)."""
+cannot serve: clients report "broker too old" at first use). Node-to-node APIs (Vote,
+BeginQuorumEpoch) are served but not advertised to clients (`ADVERTISED = False`), as
+Kafka brokers keep their KRaft APIs off a client's ApiVersions."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ HANDLER_MODULES = (
     "delete_groups",
     "offset_delete",
     "delete_records",
+    "vote",
+    "begin_quorum_epoch",
 )
 
 
@@ -66,5 +70,6 @@ def handler_for(api_key: int, api_version: int) -> ModuleType | None:
 
 
 def supported_versions() -> list[tuple[int, int, int]]:
-    """(api_key, min_version, max_version), sorted by key."""
-    return sorted((key, module.MIN_VERSION, module.MAX_VERSION) for key, module in HANDLERS.items())
+    """(api_key, min_version, max_version) of the APIs advertised to clients, by key."""
+    return sorted((key, module.MIN_VERSION, module.MAX_VERSION) for key, module in HANDLERS.items()
+                  if getattr(module, "ADVERTISED", True))

@@ -1,0 +1,1 @@
+"""Partition replication: Raft on each partition's segment log (see docs/replication.md)."""
