@@ -3,8 +3,8 @@ script that runs a Shoal cluster against moto_server without Docker.
 
 No Docker engine runs here, so the compose file is checked by parsing it and loading
 every Shoal config it mounts with Shoal's own loader. The loopback script's configs for a
-3-node cluster are checked the same way; it runs for real with one node only, until the
-clustering code is merged (a 3-node run would then start a real cluster).
+3-node cluster are checked the same way, and the script starts a real 3-node cluster that
+takes a replicated topic, acks=all writes and reads through different nodes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker.config import load_config
 from tests.deploy_support import http_ok, port_open
@@ -190,33 +192,83 @@ def read_lines_until(process: subprocess.Popen, marker: str, seconds: float) -> 
                          + "".join(process.stdout.readlines()))
 
 
-def test_run_cluster_starts_one_node_on_loopback_and_stops_it_cleanly(tmp_path: Path) -> None:
-    """One node only: three would start a real cluster once the clustering code is in."""
+def consume_all(bootstrap: str, topic: str, expected: int, seconds: float) -> list[bytes]:
+    """Partition 0 of topic from offset 0 until expected values are read (or the deadline)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "deploy-local-check",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    values: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while len(values) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_run_cluster_starts_a_three_node_cluster_on_loopback_and_stops_it_cleanly(tmp_path: Path) -> None:
+    """The script starts all three nodes before waiting for any (each waits for a majority
+    of the controller group); the cluster then takes a topic through one node, acks=all
+    writes through another and reads through the third."""
     pytest.importorskip("moto.server")
     environment = {key: value for key, value in os.environ.items() if not key.startswith("SHOAL_")}
-    # The node runs this checkout even if the venv's editable install points elsewhere.
+    # The nodes run this checkout even if the venv's editable install points elsewhere.
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
     process = subprocess.Popen(
-        [sys.executable, str(LOCAL / "run-cluster"), "--nodes", "1", "--ephemeral-ports", "--data-dir", str(tmp_path)],
+        [sys.executable, str(LOCAL / "run-cluster"), "--nodes", "3", "--ephemeral-ports", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=tmp_path)
     try:
         lines = read_lines_until(process, "bootstrap servers:", CLUSTER_READY_SECONDS_MAX)
-        [ready] = [line for line in lines if re.match(r"node \d ready: ", line)]
-        admin_url = re.search(r"admin (http://\S+),", ready).group(1)
-        kafka_port = int(re.search(r"kafka 127\.0\.0\.1:(\d+)", ready).group(1))
-        rpc_address = re.search(r"rpc (127\.0\.0\.1:\d+)", ready).group(1)
-        assert http_ok(f"{admin_url}/v1/status/ready")
-        assert port_open(kafka_port)
-        [summary] = [line for line in lines if line.startswith("cluster of 1 Shoal node(s):")]
-        assert f"seeds {rpc_address};" in summary and "docs/replication.md" in summary
-        config = load_config(tmp_path / "node-0" / "shoal.yaml", environ={})
-        assert [str(seed) for seed in config.cluster.seeds] == [rpc_address]
-        assert config.cloud_storage.url == "s3://shoal-local/local"
+        ready = [re.match(r"node (\d) ready: kafka (127\.0\.0\.1:\d+), admin (http://\S+), "
+                          r"rpc (127\.0\.0\.1:\d+) \(pid (\d+)\)", line) for line in lines]
+        ready = [match for match in ready if match]
+        assert [int(match.group(1)) for match in ready] == [0, 1, 2]
+        kafka = [match.group(2) for match in ready]
+        rpc = [match.group(4) for match in ready]
+        pids = [int(match.group(5)) for match in ready]
+        assert all(http_ok(f"{match.group(3)}/v1/status/ready") for match in ready)
+        [summary] = [line for line in lines if line.startswith("cluster of 3 Shoal node(s):")]
+        assert f"seeds {','.join(rpc)};" in summary and "docs/replication.md" in summary
+        for node_id in range(3):
+            config = load_config(tmp_path / f"node-{node_id}" / "shoal.yaml", environ={})
+            assert [str(seed) for seed in config.cluster.seeds] == rpc
+            assert config.cloud_storage.url == "s3://shoal-local/local"
+
+        topic = "deploy-local"
+        admin = AdminClient({"bootstrap.servers": kafka[0]})
+        for future in admin.create_topics([NewTopic(topic, 1, 3)], request_timeout=15).values():
+            future.result(20)
+        producer = Producer({"bootstrap.servers": kafka[1], "acks": "all", "enable.idempotence": True,
+                             "message.timeout.ms": 20000})
+        failures: list = []
+        for index in range(100):
+            producer.produce(topic, value=f"{index:03d}".encode(), partition=0,
+                             on_delivery=lambda error, message: error is not None and failures.append(error))
+        assert producer.flush(25) == 0 and not failures, failures
+        assert consume_all(kafka[2], topic, 100, 20) == [f"{index:03d}".encode() for index in range(100)]
+        for address in kafka:
+            metadata = AdminClient({"bootstrap.servers": address}).list_topics(timeout=10)
+            assert sorted(metadata.brokers) == [0, 1, 2]
+            assert sorted(metadata.topics[topic].partitions[0].replicas) == [0, 1, 2]
+
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=CLUSTER_STOP_SECONDS_MAX) == 0
         remaining = process.stdout.read()
-        assert remaining.count("stopped (exit 0)") == 1, remaining
-        assert not port_open(kafka_port)
+        for node_id in range(3):
+            assert remaining.count(f"node {node_id} stopped (exit 0)") == 1, remaining
+        assert not any(pid_alive(pid) for pid in pids)
+        assert not any(port_open(int(address.rsplit(":", 1)[1])) for address in kafka)
     finally:
         if process.poll() is None:
             process.kill()
